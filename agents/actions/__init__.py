@@ -1,0 +1,1 @@
+"""Actions: typed operations the model calls as tools."""

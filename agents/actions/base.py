@@ -1,0 +1,93 @@
+"""The Action contract: pydantic arguments, `run`, `compensate`, risk and resource."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pydantic import BaseModel
+
+from agents.ports import Chat
+from storage.engine import Database
+
+
+@dataclass(frozen=True)
+class Requester:
+    """Who asked, and where the run reports (never sent to the model as such)."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+    thread_ts: str
+
+
+@dataclass
+class ActionContext:
+    """Dependencies an action runs with: the typed run context."""
+
+    run_id: int
+    agent: str
+    requester: Requester
+    db: Database
+    chat: Chat
+    idempotency_key: str
+    """Stable for this step across retries and crash-resumes."""
+
+
+@dataclass
+class ActionResult:
+    output: str
+    """What the model reads as the tool result."""
+    summary: str
+    """One line for people: 'created ticket #12 "Login bug"'."""
+    undo: dict[str, Any] | None = None
+    """What `compensate` needs to reverse this; None when there is nothing to reverse."""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+class Action(ABC):
+    """A typed operation. Subclasses set the class attributes and implement run/compensate."""
+
+    name: str
+    description: str
+    args_model: type[BaseModel]
+    risk: str = "low"
+    reversible: bool = True
+    read_only: bool = False
+    idempotent: bool = False
+    """Safe to run again with the same idempotency key when a crash hid its result."""
+    family: ClassVar[str] = "builtin"
+
+    def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:
+        """The resource this call touches (for locking), e.g. 'ticket:12'."""
+        return None
+
+    @abstractmethod
+    async def run(self, ctx: ActionContext, args: BaseModel) -> ActionResult: ...
+
+    async def compensate(self, ctx: ActionContext, undo: dict[str, Any]) -> str:
+        """Reverse a completed run; returns what was done. Must be idempotent."""
+        raise NotImplementedError(f"{self.name} cannot be reversed")
+
+    def tool(self) -> dict[str, Any]:
+        """The OpenAI tool definition: name, description, JSON schema of the arguments."""
+        schema = _clean_schema(self.args_model.model_json_schema())
+        return {
+            "type": "function",
+            "function": {"name": self.name, "description": self.description, "parameters": schema},
+        }
+
+
+def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """Drop pydantic's titles; models read descriptions, and titles cost tokens."""
+    def strip(node: Any) -> Any:
+        if isinstance(node, dict):
+            return {k: strip(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
+        if isinstance(node, list):
+            return [strip(v) for v in node]
+        return node
+
+    result: dict[str, Any] = strip(schema)
+    result.setdefault("properties", {})
+    return result

@@ -1,0 +1,25 @@
+"""Which actions exist, and which an agent may call."""
+
+from __future__ import annotations
+
+from agents.actions import configured
+from agents.actions.base import Action
+from agents.actions.chat import CHAT_ACTIONS
+from agents.actions.tickets import TICKET_ACTIONS
+from agents.config import AgentConfig, Config
+
+
+class Registry:
+    def __init__(self, config: Config) -> None:
+        self._actions: dict[str, Action] = {}
+        for cls in [*TICKET_ACTIONS, *CHAT_ACTIONS]:
+            action = cls()
+            self._actions[action.name] = action
+        for cfg in config.actions:
+            self._actions[cfg.name] = configured.build(cfg)
+
+    def get(self, name: str) -> Action | None:
+        return self._actions.get(name)
+
+    def for_agent(self, agent: AgentConfig) -> dict[str, Action]:
+        return {n: self._actions[n] for n in agent.actions if n in self._actions}

@@ -1,0 +1,37 @@
+"""One base exception; narrow subclasses carry the data a message needs."""
+
+from __future__ import annotations
+
+
+class ChatopsError(Exception):
+    """Base of every error chatops raises on purpose."""
+
+
+class ConfigError(ChatopsError):
+    """The configuration file is invalid. `problems` are (entry, field, message)."""
+
+    def __init__(self, path: str, problems: list[tuple[str, str, str]]) -> None:
+        self.path = path
+        self.problems = problems
+        lines = [f"{path}: {entry}: {field}: {msg}" if field else f"{path}: {entry}: {msg}"
+                 for entry, field, msg in problems]
+        super().__init__("invalid configuration\n" + "\n".join(lines))
+
+
+class ActionError(ChatopsError):
+    """An action failed in a way the model (and the user) should be told about."""
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+class ActionTimeoutError(ActionError):
+    def __init__(self, action: str, timeout: float) -> None:
+        super().__init__(f"{action} timed out after {timeout:g}s", transient=True)
+        self.action = action
+        self.timeout = timeout
+
+
+class ModelError(ChatopsError):
+    """The model could not give an answer (after retries)."""

@@ -1,0 +1,116 @@
+"""The one place a side effect happens: validate, journal the intent, act, journal the result."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from agents import gate
+from agents.actions.base import Action, ActionContext, Requester
+from agents.errors import ActionError
+from agents.model import ToolCall
+from agents.runtime import Runtime
+from storage import journal
+from storage.models import Step, StepKind, StepStatus
+
+log = logging.getLogger(__name__)
+
+
+class Executor:
+    """Executes one run's tool calls. Errors go back to the model as the tool result."""
+
+    def __init__(self, rt: Runtime, *, run_id: int, agent: str, requester: Requester,
+                 actions: dict[str, Action]) -> None:
+        self.rt = rt
+        self.run_id = run_id
+        self.agent = agent
+        self.requester = requester
+        self.actions = actions
+
+    def context(self, idempotency_key: str) -> ActionContext:
+        return ActionContext(
+            run_id=self.run_id, agent=self.agent, requester=self.requester, db=self.rt.db,
+            chat=self.rt.chat, idempotency_key=idempotency_key,
+        )
+
+    async def call(self, call: ToolCall) -> str:
+        """Run one tool call from the model; returns what the model reads back."""
+        action = self.actions.get(call.name)
+        if action is None:
+            known = ", ".join(sorted(self.actions)) or "none"
+            return await self._reject(call, f"there is no tool named {call.name!r}; tools: {known}")
+        try:
+            raw = json.loads(call.arguments or "{}")
+        except ValueError as e:
+            return await self._reject(call, f"the arguments are not valid JSON ({e})")
+        if not isinstance(raw, dict):
+            return await self._reject(call, "the arguments must be a JSON object")
+        try:
+            args = action.args_model.model_validate(raw)
+        except ValidationError as e:
+            return await self._reject(call, f"invalid arguments for {call.name}: {_errors(e)}", raw)
+        key = f"chatops-{self.run_id}-{call.id}"
+        ctx = self.context(key)
+        async with self.rt.db.write() as session:
+            await gate.check(session=session, run_id=self.run_id, agent=self.agent)
+            step = await journal.begin_step(
+                session=session, run_id=self.run_id, worker_id=self.rt.worker_id, lease=self.rt.lease,
+                kind=StepKind.action, name=action.name, tool_call_id=call.id,
+                arguments=args.model_dump(mode="json"), reversible=action.reversible,
+                risk=action.risk, resource=action.resource(args, ctx), idempotency_key=key,
+            )
+        await self.rt.reporter.run_progressed(self.run_id)
+        return await self.perform(step, action, args)
+
+    async def perform(self, step: Step, action: Action, args: BaseModel) -> str:
+        """Run the action of a journaled intent and journal its result."""
+        assert step.id is not None and step.idempotency_key is not None
+        ctx = self.context(step.idempotency_key)
+        status, fields, reply = StepStatus.failed, {}, ""
+        try:
+            result = await action.run(ctx, args)
+        except ActionError as e:
+            fields = {"error": str(e)}
+            reply = f"error: {e}"
+        except Exception as e:  # broad on purpose: a bug in one action must not kill the run
+            log.exception("action %s failed unexpectedly (run #%s)", action.name, self.run_id)
+            fields = {"error": f"internal error in {action.name}: {type(e).__name__}"}
+            reply = f"error: internal error in {action.name}"
+        else:
+            status = StepStatus.succeeded
+            fields = {
+                "output": result.output,
+                "undo": result.undo,
+                "data": {"summary": result.summary, **result.data},
+                "reversible": action.reversible and (result.undo is not None or action.read_only),
+            }
+            reply = result.output
+        if status is StepStatus.failed:
+            fields["output"] = reply
+        async with self.rt.db.write() as session:
+            await journal.finish_step(session=session, step_id=step.id, status=status, **fields)
+        await self.rt.reporter.run_progressed(self.run_id)
+        return reply
+
+    async def _reject(self, call: ToolCall, reason: str, raw: dict[str, Any] | None = None) -> str:
+        """Journal a call that never ran (unknown tool, bad arguments) and tell the model why."""
+        reply = f"error: {reason}"
+        async with self.rt.db.write() as session:
+            await journal.record_step(
+                session=session, run_id=self.run_id, kind=StepKind.action, name=call.name[:128],
+                status=StepStatus.rejected, tool_call_id=call.id,
+                arguments=raw if raw is not None else {"_raw": (call.arguments or "")[:2000]},
+                error=reason, output=reply, reversible=True,
+            )
+        return reply
+
+
+def _errors(e: ValidationError) -> str:
+    parts = []
+    for err in e.errors()[:5]:
+        where = ".".join(str(x) for x in err["loc"]) or "arguments"
+        parts.append(f"{where}: {err['msg']}")
+    return "; ".join(parts)

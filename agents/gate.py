@@ -1,0 +1,37 @@
+"""Step boundaries: where a run learns it must stop (paused, or undo requested)."""
+
+from __future__ import annotations
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage import controls, runs
+
+
+class Interrupted(Exception):  # noqa: N818  (a signal, not an error)
+    """The run must stop at this step boundary."""
+
+
+class Paused(Interrupted):
+    def __init__(self, scope: str) -> None:
+        super().__init__(f"paused ({'all agents' if scope == '*' else scope})")
+        self.scope = scope
+
+
+class UndoRequested(Interrupted):
+    def __init__(self, by_user: str) -> None:
+        super().__init__(f"undo requested by {by_user}")
+        self.by_user = by_user
+
+
+async def check(*, session: AsyncSession, run_id: int, agent: str) -> None:
+    """Raise Interrupted if the run may not take its next step.
+
+    Called inside the transaction that journals a step's intent, so a pause
+    recorded before that transaction stops the step.
+    """
+    run = await runs.get_run(session=session, run_id=run_id)
+    if run is not None and run.undone_by:
+        raise UndoRequested(run.undone_by)
+    pause = await controls.paused_scope(session=session, agent=agent)
+    if pause is not None:
+        raise Paused(pause.scope)

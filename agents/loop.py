@@ -1,0 +1,282 @@
+"""The agent loop for one run: model turn -> tool calls -> journal, until an answer.
+
+The conversation is rebuilt from the journal every time a worker picks the run
+up, so a run resumes exactly where it stopped: after a crash, a pause, or an
+approval.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from agents import gate
+from agents.actions.base import Action, Requester
+from agents.config import AgentConfig
+from agents.errors import ModelError
+from agents.executor import Executor
+from agents.model import Planner, ToolCall, Turn
+from agents.rollback import Reversal, reverse_run
+from agents.runtime import Runtime
+from agents.templating import render_text
+from storage import journal, requests, runs
+from storage.clock import now
+from storage.models import RunStatus, Step, StepKind, StepStatus
+
+log = logging.getLogger(__name__)
+
+
+class RunLoop:
+    def __init__(self, rt: Runtime, run_id: int) -> None:
+        self.rt = rt
+        self.run_id = run_id
+
+    async def execute(self) -> None:
+        """Work the run until it finishes or must wait. Raises LeaseLost if another worker took it."""
+        async with self.rt.db.read() as session:
+            run = await runs.get_run(session=session, run_id=self.run_id)
+            request = await requests.get_request(session=session, request_id=run.request_id) if run else None
+            steps = await journal.steps_of(session=session, run_id=self.run_id)
+        if run is None or request is None or run.worker_id != self.rt.worker_id:
+            return
+        self.run, self.request = run, request
+        await self.rt.reporter.run_started(self.run_id)
+        async with self.rt.db.read() as session:  # the thread may have just been created
+            run = await runs.get_run(session=session, run_id=self.run_id) or run
+        self.run = run
+        self.requester = Requester(request.team_id, request.channel_id, request.user_id, run.thread_ts)
+        agent = self.rt.config.agent(run.agent)
+        if agent is None:
+            await self._finish(RunStatus.failed, error=f"agent {run.agent!r} is no longer configured")
+            return
+        self.agent = agent
+        self.actions: dict[str, Action] = self.rt.registry.for_agent(agent)
+        self.executor = Executor(
+            self.rt, run_id=self.run_id, agent=agent.name, requester=self.requester, actions=self.actions
+        )
+        if run.undone_by:
+            await self._undo(run.undone_by)
+            return
+        planner = self.rt.planner_for(agent)
+        if run.planner != planner.label:
+            async with self.rt.db.write() as session:
+                await runs.set_planner(session=session, run_id=self.run_id, planner=planner.label)
+        try:
+            await self._work(planner, steps)
+        except gate.UndoRequested as stop:
+            await self._undo(stop.by_user)
+        except gate.Paused as stop:
+            await self._wait(f"paused: {stop}")
+
+    async def _work(self, planner: Planner, steps: list[Step]) -> None:
+        messages = self._conversation(steps)
+        if not await self._reconcile(steps, messages):
+            return
+        count = sum(1 for s in steps if s.kind in (StepKind.model, StepKind.action))
+        for call in self._pending_calls(steps):
+            messages.append(await self._tool(call))
+            count += 1
+        tools = [a.tool() for a in self.actions.values()]
+        while True:
+            if count >= self.agent.max_steps:
+                await self._finish(
+                    RunStatus.failed,
+                    error=f"stopped after {self.agent.max_steps} steps (max_steps) without finishing",
+                )
+                return
+            turn = await self._model_turn(planner, messages, tools)
+            count += 1
+            if turn is None:
+                return
+            messages.append(turn.message())
+            if not turn.tool_calls:
+                await self._conclude(turn.content or "")
+                return
+            for call in turn.tool_calls:
+                if count >= self.agent.max_steps:
+                    break  # the next iteration fails the run
+                messages.append(await self._tool(call))
+                count += 1
+
+    async def _tool(self, call: ToolCall) -> dict[str, Any]:
+        reply = await self.executor.call(call)
+        return {"role": "tool", "tool_call_id": call.id, "content": reply}
+
+    async def _model_turn(
+        self, planner: Planner, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
+    ) -> Turn | None:
+        async with self.rt.db.write() as session:
+            await gate.check(session=session, run_id=self.run_id, agent=self.agent.name)
+            step = await journal.begin_step(
+                session=session, run_id=self.run_id, worker_id=self.rt.worker_id,
+                lease=self.rt.lease, kind=StepKind.model, name=planner.label,
+            )
+        assert step.id is not None
+        try:
+            turn = await planner.next_turn(messages, tools)
+        except ModelError as e:
+            async with self.rt.db.write() as session:
+                await journal.finish_step(
+                    session=session, step_id=step.id, status=StepStatus.failed, error=str(e)
+                )
+            await self._finish(RunStatus.failed, error=f"the model could not answer: {e}")
+            return None
+        async with self.rt.db.write() as session:
+            await journal.finish_step(
+                session=session, step_id=step.id, status=StepStatus.succeeded,
+                output=turn.content, data={"message": turn.message()},
+                prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens,
+            )
+            await runs.add_usage(
+                session=session, run_id=self.run_id,
+                prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens,
+            )
+        await self.rt.reporter.run_progressed(self.run_id)
+        return turn
+
+    async def _conclude(self, answer: str) -> None:
+        """The model answered without tool calls: the run is done, well or not."""
+        async with self.rt.db.read() as session:
+            steps = await journal.steps_of(session=session, run_id=self.run_id)
+        failed = _unrecovered_failures(steps)
+        if failed:
+            names = ", ".join(f"{s.name} (step {s.seq}): {s.error}" for s in failed)
+            await self._finish(RunStatus.failed, outcome=answer, error=f"an action failed: {names}")
+        else:
+            await self._finish(RunStatus.succeeded, outcome=answer)
+
+    async def _reconcile(self, steps: list[Step], messages: list[dict[str, Any]]) -> bool:
+        """Settle steps a crash left as intents. False if the run must stop for a human."""
+        for step in steps:
+            if step.status != StepStatus.intent or step.id is None:
+                continue
+            if step.kind == StepKind.model:  # no side effect: ask the model again
+                async with self.rt.db.write() as session:
+                    await journal.finish_step(
+                        session=session, step_id=step.id, status=StepStatus.failed,
+                        error="interrupted before the model answered; asked again",
+                    )
+                continue
+            if step.kind != StepKind.action:
+                continue
+            action = self.actions.get(step.name)
+            if action is not None and action.idempotent:
+                args = action.args_model.model_validate(step.arguments or {})
+                reply = await self.executor.perform(step, action, args)
+                messages.append({"role": "tool", "tool_call_id": step.tool_call_id, "content": reply})
+                continue
+            await self._wait(
+                f"needs a human: step {step.seq} ({step.name}) was interrupted and its result "
+                "is unknown; it is not safe to run it again. Check its effect, then undo or "
+                "resume this run."
+            )
+            return False
+        return True
+
+    def _conversation(self, steps: list[Step]) -> list[dict[str, Any]]:
+        """The chat so far, rebuilt from the journal."""
+        messages: list[dict[str, Any]] = [
+            {"role": "system", "content": self._system_prompt()},
+            {"role": "user", "content": self.request.text},
+        ]
+        for step in steps:
+            if step.kind == StepKind.model and step.status == StepStatus.succeeded and step.data:
+                messages.append(step.data["message"])
+            elif step.kind == StepKind.action and step.status != StepStatus.intent:
+                messages.append(
+                    {"role": "tool", "tool_call_id": step.tool_call_id, "content": step.output or ""}
+                )
+        return messages
+
+    def _pending_calls(self, steps: list[Step]) -> list[ToolCall]:
+        """Tool calls of the last model turn that have no step yet (stopped in between)."""
+        last = next(
+            (s for s in reversed(steps) if s.kind == StepKind.model and s.status == StepStatus.succeeded),
+            None,
+        )
+        if last is None or not last.data:
+            return []
+        done = {s.tool_call_id for s in steps if s.kind == StepKind.action and s.seq > last.seq}
+        return [c for c in Turn.from_message(last.data["message"]).tool_calls if c.id not in done]
+
+    def _system_prompt(self) -> str:
+        r = self.request
+        context = {
+            "agent": self.agent,
+            "request": r,
+            "user": r.user_id,
+            "channel": r.channel_id,
+            "now": now().isoformat(timespec="seconds"),
+        }
+        instructions = render_text(self.agent.instructions, context)
+        return (
+            f"{instructions}\n\n"
+            f"Requester: <@{r.user_id}> (Slack user id {r.user_id}). "
+            f"Channel: <#{r.channel_id}>. Time (UTC): {context['now']}. "
+            f"Run: #{self.run_id}."
+        )
+
+    async def _wait(self, reason: str) -> None:
+        async with self.rt.db.write() as session:
+            await runs.release(
+                session=session, run_id=self.run_id, worker_id=self.rt.worker_id,
+                status=RunStatus.waiting, wait_reason=reason[:255],
+            )
+        await self.rt.reporter.run_progressed(self.run_id)
+
+    async def _finish(self, status: RunStatus, *, outcome: str | None = None, error: str | None = None) -> None:
+        """Give the run its final status, rolling back a failure when the policy says so."""
+        if status == RunStatus.failed and getattr(self, "agent", None) is not None:
+            if self.agent.on_failure == "rollback":
+                reversals = await reverse_run(
+                    self.rt, run_id=self.run_id, agent=self.agent.name, requester=self.requester
+                )
+                if any(r.reversed for r in reversals):
+                    status = RunStatus.rolled_back
+                error = (error or "") + _describe(reversals)
+        async with self.rt.db.write() as session:
+            await runs.release(
+                session=session, run_id=self.run_id, worker_id=self.rt.worker_id,
+                status=status, outcome=outcome, error=error,
+            )
+        await self.rt.reporter.run_finished(self.run_id)
+
+    async def _undo(self, by_user: str) -> None:
+        reversals = await reverse_run(
+            self.rt, run_id=self.run_id, agent=self.agent.name, requester=self.requester
+        )
+        async with self.rt.db.write() as session:
+            await runs.release(
+                session=session, run_id=self.run_id, worker_id=self.rt.worker_id,
+                status=RunStatus.rolled_back,
+                outcome=(self.run.outcome or "").strip(),
+                error=f"Undone at the request of <@{by_user}>.{_describe(reversals)}",
+            )
+        await self.rt.reporter.run_finished(self.run_id)
+
+
+def _unrecovered_failures(steps: list[Step]) -> list[Step]:
+    """Failed action steps not followed by a success of the same action."""
+    failed: list[Step] = []
+    for i, step in enumerate(steps):
+        if step.kind != StepKind.action or step.status != StepStatus.failed:
+            continue
+        later = steps[i + 1:]
+        if not any(s.name == step.name and s.status == StepStatus.succeeded for s in later):
+            failed.append(step)
+    return failed
+
+
+def _describe(reversals: list[Reversal]) -> str:
+    if not reversals:
+        return ""
+    done = [r.text for r in reversals if r.reversed]
+    kept = [r.text for r in reversals if not r.reversed]
+    text = ""
+    if done:
+        text += "\nReversed: " + "; ".join(done) + "."
+    if kept:
+        text += "\nCould not reverse: " + "; ".join(kept) + "."
+    return text
+
+

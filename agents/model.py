@@ -1,0 +1,109 @@
+"""The model behind an agent: OpenAI Chat Completions with tools, or the offline planner."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import openai
+from openai import AsyncOpenAI
+
+from agents.errors import ModelError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ToolCall:
+    id: str
+    name: str
+    arguments: str
+    """Raw JSON text, exactly as the model wrote it (it may be malformed)."""
+
+
+@dataclass
+class Turn:
+    content: str | None
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    def message(self) -> dict[str, Any]:
+        """The assistant message as the Chat Completions API takes it back."""
+        msg: dict[str, Any] = {"role": "assistant", "content": self.content}
+        if self.tool_calls:
+            msg["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in self.tool_calls
+            ]
+        return msg
+
+    @classmethod
+    def from_message(cls, msg: dict[str, Any]) -> Turn:
+        calls = [
+            ToolCall(id=c["id"], name=c["function"]["name"], arguments=c["function"]["arguments"])
+            for c in msg.get("tool_calls") or []
+        ]
+        return cls(content=msg.get("content"), tool_calls=calls)
+
+
+class Planner(Protocol):
+    label: str
+    """How replies name the planner: the model's name, or "offline planner"."""
+    offline: bool
+
+    async def next_turn(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn: ...
+
+
+class OpenAIPlanner:
+    """Any OpenAI-compatible server (OpenAI, Azure, vLLM, Ollama) through the `openai` client.
+
+    The client retries timeouts, connection errors, 429 and 5xx with backoff.
+    """
+
+    offline = False
+
+    def __init__(self, client: AsyncOpenAI, model: str) -> None:
+        self.client = client
+        self.model = model
+        self.label = model
+
+    async def next_turn(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
+        kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
+        if tools:
+            kwargs["tools"] = tools
+        try:
+            response = await self.client.chat.completions.create(**kwargs)
+        except openai.APIStatusError as e:
+            raise ModelError(f"the model server answered HTTP {e.status_code}: {_brief(e)}") from None
+        except openai.APITimeoutError:
+            raise ModelError("the model did not answer in time") from None
+        except openai.APIConnectionError:
+            raise ModelError("could not reach the model server") from None
+        except openai.OpenAIError as e:
+            raise ModelError(f"model error: {type(e).__name__}: {_brief(e)}") from None
+        if not response.choices:
+            raise ModelError("the model answered with no choices")
+        message = response.choices[0].message
+        calls = [
+            ToolCall(id=c.id, name=c.function.name, arguments=c.function.arguments or "")
+            for c in message.tool_calls or []
+            if getattr(c, "function", None) is not None
+        ]
+        usage = response.usage
+        return Turn(
+            content=message.content,
+            tool_calls=calls,
+            prompt_tokens=usage.prompt_tokens if usage else 0,
+            completion_tokens=usage.completion_tokens if usage else 0,
+        )
+
+
+def _brief(e: Exception) -> str:
+    text = str(e)
+    return text if len(text) < 300 else text[:300] + "…"
+
+
+def make_client(*, api_key: str, base_url: str | None, timeout: float, max_retries: int) -> AsyncOpenAI:
+    return AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=max_retries)

@@ -1,0 +1,38 @@
+"""What the runtime needs from the chat surface. `bot/` implements these for Slack and the console."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class Chat(Protocol):
+    """Posting and deleting plain messages: what Slack actions need."""
+
+    async def post_text(self, *, channel: str, text: str, thread_ts: str | None = None) -> str:
+        """Post a message; returns its ts."""
+        ...
+
+    async def delete_message(self, *, channel: str, ts: str) -> None:
+        """Delete a message; a message that is already gone is not an error."""
+        ...
+
+    # Both raise agents.errors.ActionError when the chat service refuses.
+
+
+class Reporter(Protocol):
+    """Told when a run changes; renders the run's thread from storage.
+
+    Calls are best effort: a reporter never raises into the runtime.
+    """
+
+    async def run_started(self, run_id: int) -> None:
+        """A worker picked the run up: make sure its thread and status message exist."""
+        ...
+
+    async def run_progressed(self, run_id: int) -> None:
+        """Steps were journaled, or the run started or waits: refresh its status message."""
+        ...
+
+    async def run_finished(self, run_id: int) -> None:
+        """The run reached a final status: refresh its status and post the outcome."""
+        ...

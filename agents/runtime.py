@@ -1,0 +1,33 @@
+"""What a run executes with: the runtime's dependencies, built once per process."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from agents.actions.registry import Registry
+from agents.config import AgentConfig, Config
+from agents.model import Planner
+from agents.ports import Chat, Reporter
+from storage.engine import Database
+
+
+@dataclass
+class Runtime:
+    db: Database
+    """Where runs, steps and everything else are stored."""
+    config: Config
+    """Agents and actions from the configuration file."""
+    registry: Registry
+    """Every action that exists; agents pick from it."""
+    planner_for: Callable[[AgentConfig], Planner]
+    """The model (or offline planner) an agent runs with."""
+    chat: Chat
+    """How Slack actions post and delete messages."""
+    reporter: Reporter
+    """How progress and outcomes reach the run's thread."""
+    worker_id: str
+    """This process's identity in leases."""
+    lease: timedelta = field(default=timedelta(seconds=30))
+    """How long a claim lasts without a heartbeat."""

@@ -1,0 +1,1 @@
+"""Speaking Slack (and the local console): intake, chat commands, presenting runs."""

@@ -1,0 +1,72 @@
+"""The HTTP server (aiohttp): POST /slack/events, GET /healthz, GET /metrics."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from aiohttp import web
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
+from slack_sdk.signature import SignatureVerifier
+
+from bot.services import Services
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1024 * 1024  # Slack payloads are far smaller; anything bigger is refused unread
+
+
+def build_web_app(services: Services, bolt: AsyncApp | None, signing_secret: str | None) -> web.Application:
+    app = web.Application(client_max_size=MAX_BODY)
+    verifier = SignatureVerifier(signing_secret) if signing_secret else None
+
+    async def slack_events(request: web.Request) -> web.Response:
+        if bolt is None or verifier is None:
+            return web.json_response({"error": "Slack is not configured"}, status=503)
+        if request.content_length is not None and request.content_length > MAX_BODY:
+            return web.json_response({"error": "payload too large"}, status=413)
+        raw = await request.read()
+        try:
+            body = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            body = None
+        if body is None or not verifier.is_valid_request(body, dict(request.headers)):
+            # Checked here too so a malformed body never reaches a parser unauthenticated.
+            return web.json_response({"error": "invalid request"}, status=401)
+        try:
+            bolt_request = AsyncBoltRequest(
+                body=body, query=request.query_string, headers=dict(request.headers)
+            )
+        except Exception as e:  # broad on purpose: any parse failure is the sender's error
+            log.warning("malformed Slack payload refused: %s", type(e).__name__)
+            return web.json_response(
+                {"error": "malformed payload"}, status=400, headers={"X-Slack-No-Retry": "1"}
+            )
+        response = await bolt.async_dispatch(bolt_request)
+        return await to_aiohttp_response(response)
+
+    async def healthz(_: web.Request) -> web.Response:
+        report = await health(services)
+        return web.json_response(report, status=200 if report["ok"] else 503)
+
+    app.router.add_post("/slack/events", slack_events)
+    app.router.add_get("/healthz", healthz)
+    return app
+
+
+async def health(services: Services) -> dict[str, Any]:
+    from storage import controls
+
+    db_ok = await services.db.ping()
+    paused: list[str] = []
+    if db_ok:
+        async with services.db.read() as session:
+            paused = [c.scope for c in await controls.all_controls(session=session) if c.paused]
+    return {
+        "ok": db_ok,
+        "database": "ok" if db_ok else "unreachable",
+        "workers": {"alive": services.worker.alive, "runs_in_flight": len(services.worker.tasks)},
+        "paused": paused,
+    }

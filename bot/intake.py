@@ -1,0 +1,109 @@
+"""Intake: decide whether a Slack message is a request, and persist it before the ack.
+
+Transport-independent: the bolt listeners (HTTP, Socket Mode, and the console,
+which dispatches Slack-shaped events through the same app) hand over an
+`Incoming`. Deduplication is in the database: the delivery key (event_id or
+trigger_id) and the message itself (team, channel, ts) are unique, so retries and
+the double delivery of one mention as `app_mention` and `message` make one run.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from agents.config import Config
+from bot.presenter import Presenter
+from storage import requests
+from storage.engine import Database
+from storage.models import RequestBase
+
+log = logging.getLogger(__name__)
+
+MAX_TEXT = 20_000  # characters of a request kept; Slack allows 40k, no request needs more
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """One human message (or `/agent` command), normalised from whatever carried it."""
+
+    team_id: str
+    channel_id: str
+    user_id: str
+    text: str
+    ts: str
+    thread_ts: str | None
+    channel_type: str | None
+    via: Literal["mention", "message", "command"]
+    delivery: str | None
+    """Unique key of this delivery: the event_id, or the command's trigger_id."""
+    source: str = "slack"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    run_id: int
+    agent: str
+
+
+class Intake:
+    def __init__(
+        self, db: Database, config: Config, presenter: Presenter, on_queued: Callable[[], None]
+    ) -> None:
+        self.db = db
+        self.config = config
+        self.presenter = presenter
+        self.on_queued = on_queued
+
+    async def route(self, m: Incoming, bot_user_id: str | None) -> tuple[str, str] | None:
+        """(agent, kind) when the message is a request, else None."""
+        mentioned = bool(bot_user_id) and f"<@{bot_user_id}>" in m.text
+        served = self.config.agent_for_channel(m.channel_id)
+        top_level = m.thread_ts is None or m.thread_ts == m.ts
+        if m.via == "command":
+            return ((served or self.config.default_agent).name, "command")
+        if m.channel_type == "im":
+            return (self.config.default_agent.name, "dm")
+        if m.via == "mention" or mentioned:
+            return ((served or self.config.default_agent).name, "mention")
+        if served and top_level:
+            return (served.name, "channel")
+        if not top_level and m.thread_ts:
+            async with self.db.read() as session:
+                agent = await requests.thread_has_runs(
+                    session=session, team_id=m.team_id, channel_id=m.channel_id, thread_ts=m.thread_ts
+                )
+            if agent is not None:
+                return (agent, "thread")  # a follow-up queues behind the thread's run
+        return None
+
+    async def accept(self, m: Incoming, *, agent: str, kind: str) -> Accepted | None:
+        """Persist the request and queue its run. None if this was already taken."""
+        thread_ts = m.thread_ts or m.ts
+        request = RequestBase(
+            source=m.source, kind=kind, team_id=m.team_id, channel_id=m.channel_id,
+            user_id=m.user_id, ts=m.ts, thread_ts=thread_ts, event_id=m.delivery,
+            text=_clean(m.text)[:MAX_TEXT], agent=agent,
+        )
+        async with self.db.write() as session:
+            if m.delivery and not await requests.record_delivery(
+                session=session, key=m.delivery, kind=m.via
+            ):
+                return None  # Slack retried a delivery we already took
+            created = await requests.create_request(session=session, request=request)
+            if created is None:
+                return None  # the same message, delivered through another event type
+            _, run = created
+        assert run.id is not None
+        log.info("request accepted: run #%s for %s (%s in %s)", run.id, agent, kind, m.channel_id)
+        self.on_queued()
+        self.presenter.announce(run.id)
+        return Accepted(run.id, agent)
+
+
+def _clean(text: str) -> str:
+    """Drop a leading bot mention; keep the rest as the person wrote it."""
+    return re.sub(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>[:,]?\s*", "", text).strip() or text.strip()

@@ -1,0 +1,299 @@
+"""Presenting runs in their Slack thread: one status message, edited; one outcome reply.
+
+The presenter implements `agents.ports.Reporter`. It renders from storage, never
+from what it was told, so any process can refresh any run and the message always
+shows the journal. Edits are coalesced to one per `edit_interval` per run; the
+outcome is always delivered (a failed post is retried by `redeliver`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+
+from bot.render import Message, escape, render
+from bot.surface import Surface
+from storage import journal, requests, runs
+from storage.engine import Database
+from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus
+from storage.runs import PENDING
+
+log = logging.getLogger(__name__)
+
+OFFLINE = "offline planner"
+HEADERS = {
+    RunStatus.queued: ":hourglass_flowing_sand: *{agent}* took this: run #{id} is queued.",
+    RunStatus.running: ":gear: *{agent}* is working on this: run #{id}.",
+    RunStatus.waiting: ":double_vertical_bar: Run #{id} ({agent}) is waiting: {reason}.",
+    RunStatus.succeeded: ":white_check_mark: Run #{id} ({agent}) finished.",
+    RunStatus.failed: ":x: Run #{id} ({agent}) failed.",
+    RunStatus.rolled_back: ":leftwards_arrow_with_hook: Run #{id} ({agent}) was rolled back.",
+    RunStatus.cancelled: ":no_entry_sign: Run #{id} ({agent}) was cancelled.",
+}
+FINAL_REACTION = {
+    RunStatus.succeeded: "white_check_mark",
+    RunStatus.failed: "x",
+    RunStatus.rolled_back: "leftwards_arrow_with_hook",
+    RunStatus.cancelled: "no_entry_sign",
+}
+
+
+@dataclass
+class RunView:
+    run: Run
+    request: Request
+    steps: list[Step]
+
+    @property
+    def planner(self) -> str:
+        label = self.run.planner
+        if label is None:
+            return "waiting for a worker"
+        return f"{OFFLINE} (no language model)" if label == OFFLINE else f"model {label}"
+
+    def footer(self) -> str:
+        turns = sum(1 for s in self.steps if s.kind == StepKind.model)
+        actions = sum(1 for s in self.steps if s.kind == StepKind.action)
+        return (
+            f"run #{self.run.id} · agent {self.run.agent} · {self.planner} · "
+            f"{turns} model turn{'s' * (turns != 1)}, {actions} action{'s' * (actions != 1)}"
+        )
+
+    def header(self) -> str:
+        r = self.run
+        return HEADERS[RunStatus(r.status)].format(agent=r.agent, id=r.id, reason=r.wait_reason or "")
+
+    def lines(self) -> list[str]:
+        out = []
+        for s in self.steps:
+            if s.kind == StepKind.action:
+                out.append(_action_line(s))
+            elif s.kind == StepKind.compensation and s.status == StepStatus.failed:
+                out.append(f":warning: undo of {s.name} failed: {s.error}")
+        return out[-25:]
+
+    def done(self) -> list[str]:
+        return [
+            f"• {_summary(s)}" + (" (reversed)" if s.status == StepStatus.compensated else "")
+            for s in self.steps
+            if s.kind == StepKind.action and s.status in (StepStatus.succeeded, StepStatus.compensated)
+        ]
+
+    def undoable(self) -> bool:
+        return self.run.status == RunStatus.succeeded and any(
+            s.kind == StepKind.action and s.status == StepStatus.succeeded and s.undo is not None
+            for s in self.steps
+        )
+
+
+def _summary(s: Step) -> str:
+    return str((s.data or {}).get("summary") or s.name)
+
+
+def _action_line(s: Step) -> str:
+    if s.status == StepStatus.succeeded:
+        return f":white_check_mark: {_summary(s)}"
+    if s.status == StepStatus.compensated:
+        return f":leftwards_arrow_with_hook: ~{_summary(s)}~ (reversed)"
+    if s.status == StepStatus.intent:
+        return f":hourglass_flowing_sand: {s.name}…"
+    if s.status == StepStatus.rejected:
+        return f":warning: rejected a call to {s.name}: {s.error}"
+    return f":x: {s.name}: {s.error}"
+
+
+class Presenter:
+    def __init__(self, db: Database, surface: Surface, *, edit_interval: float = 1.0) -> None:
+        self.db = db
+        self.surface = surface
+        self.edit_interval = edit_interval
+        self._last_edit: dict[int, float] = {}
+        self._last_text: dict[int, str] = {}
+        self._pending: dict[int, asyncio.Task[None]] = {}
+        self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
+        self._background: set[asyncio.Task[None]] = set()
+
+    # Reporter -----------------------------------------------------------------
+
+    async def run_started(self, run_id: int) -> None:
+        await self._safely(self._refresh(run_id))
+
+    async def run_progressed(self, run_id: int) -> None:
+        if run_id in self._pending:
+            return  # a refresh is already scheduled; it will render the latest state
+        wait = self._last_edit.get(run_id, 0.0) + self.edit_interval - time.monotonic()
+        self._pending[run_id] = asyncio.create_task(self._delayed_refresh(run_id, max(wait, 0.0)))
+
+    async def run_finished(self, run_id: int) -> None:
+        pending = self._pending.pop(run_id, None)
+        if pending is not None:
+            pending.cancel()
+        await self._safely(self._refresh(run_id))
+        await self._safely(self._deliver_outcome(run_id))
+        self._forget(run_id)
+
+    # Intake -------------------------------------------------------------------
+
+    def announce(self, run_id: int) -> None:
+        """Post the run's first message soon, without holding up the caller (the ack)."""
+        task = asyncio.create_task(self._safely(self._refresh(run_id)))
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def redeliver(self) -> int:
+        """Deliver outcomes that could not be posted before; returns how many were tried."""
+        async with self.db.read() as session:
+            ids = await runs.finished_without_outcome(session=session)
+        for run_id in ids:
+            await self._safely(self._refresh(run_id))
+            await self._safely(self._deliver_outcome(run_id))
+        return len(ids)
+
+    async def drain(self) -> None:
+        """Wait for scheduled refreshes and announcements (console exit, tests)."""
+        while self._pending or self._background:
+            await asyncio.gather(*self._pending.values(), *self._background, return_exceptions=True)
+
+    # Internals ----------------------------------------------------------------
+
+    async def _delayed_refresh(self, run_id: int, delay: float) -> None:
+        try:
+            await asyncio.sleep(delay)
+            self._pending.pop(run_id, None)
+            await self._safely(self._refresh(run_id))
+        finally:
+            if self._pending.get(run_id) is asyncio.current_task():
+                self._pending.pop(run_id, None)
+
+    async def _load(self, run_id: int) -> RunView | None:
+        async with self.db.read() as session:
+            run = await runs.get_run(session=session, run_id=run_id)
+            if run is None:
+                return None
+            request = await requests.get_request(session=session, request_id=run.request_id)
+            steps = await journal.steps_of(session=session, run_id=run_id)
+        return RunView(run, request, steps) if request else None
+
+    def _status_message(self, view: RunView) -> Message:
+        text = "\n".join([view.header(), *view.lines(), f"_{view.footer()}_"])
+        return render(
+            "status.json.j2", text=text, header=view.header(), lines=view.lines(), footer=view.footer()
+        )
+
+    async def _refresh(self, run_id: int) -> None:
+        async with self._locks[run_id]:
+            view = await self._load(run_id)
+            if view is None:
+                return
+            run = view.run
+            if run.status_ts == PENDING:
+                return  # another process is posting the first message
+            if run.status_ts is None:
+                await self._open(view)
+            else:
+                message = self._status_message(view)
+                if self._last_text.get(run_id) == message.text:
+                    return
+                await self.surface.update(
+                    channel=run.channel_id, ts=run.status_ts, text=message.text, blocks=message.blocks
+                )
+                self._last_text[run_id] = message.text
+            self._last_edit[run_id] = time.monotonic()
+
+    async def _open(self, view: RunView) -> None:
+        """Post the status message (claimed, so only one process posts it)."""
+        run, request = view.run, view.request
+        assert run.id is not None
+        async with self.db.write() as session:
+            if not await runs.claim_message(session=session, run_id=run.id, field="status_ts"):
+                return
+        try:
+            thread_ts = run.thread_ts
+            if request.kind == "command" and not _is_ts(thread_ts):
+                # A slash command has no message to thread under: open a thread for it.
+                opener = f"<@{request.user_id}> asked via `/agent`: {escape(request.text)}"
+                thread_ts = await self.surface.post(channel=run.channel_id, text=opener)
+                async with self.db.write() as session:
+                    await runs.set_thread(session=session, run_id=run.id, thread_ts=thread_ts)
+                run.thread_ts = thread_ts
+            else:
+                await self._react(run, request, "eyes")
+            message = self._status_message(view)
+            ts = await self.surface.post(
+                channel=run.channel_id, text=message.text, blocks=message.blocks, thread_ts=thread_ts
+            )
+        except BaseException:
+            async with self.db.write() as session:  # give the claim back; the next refresh retries
+                await runs.set_message_ts(session=session, run_id=run.id, field="status_ts", ts=None)
+            raise
+        async with self.db.write() as session:
+            await runs.set_message_ts(session=session, run_id=run.id, field="status_ts", ts=ts)
+        self._last_text[run.id] = message.text
+
+    async def _deliver_outcome(self, run_id: int) -> None:
+        view = await self._load(run_id)
+        if view is None or view.run.status not in FINAL_REACTION or not _is_ts(view.run.thread_ts):
+            return
+        async with self.db.write() as session:
+            if not await runs.claim_message(session=session, run_id=run_id, field="outcome_ts"):
+                return
+        message = self._outcome_message(view)
+        try:
+            ts = await self.surface.post(
+                channel=view.run.channel_id, text=message.text, blocks=message.blocks,
+                thread_ts=view.run.thread_ts,
+            )
+        except BaseException:
+            async with self.db.write() as session:
+                await runs.set_message_ts(session=session, run_id=run_id, field="outcome_ts", ts=None)
+            raise
+        async with self.db.write() as session:
+            await runs.set_message_ts(session=session, run_id=run_id, field="outcome_ts", ts=ts)
+        await self._react(view.run, view.request, FINAL_REACTION[RunStatus(view.run.status)])
+
+    def _outcome_message(self, view: RunView) -> Message:
+        run = view.run
+        header = view.header()
+        answer = (run.outcome or "").strip()
+        if run.planner == OFFLINE and answer and "offline planner" not in answer:
+            answer = f"(offline planner) {answer}"
+        problem = (run.error or "").strip()
+        done = view.done()
+        text = "\n".join(
+            x for x in [header, answer, "What was done:\n" + "\n".join(done) if done else "", problem] if x
+        )
+        return render(
+            "outcome.json.j2", text=text, header=header, answer=answer, done=done,
+            problem=problem, undoable=view.undoable(), run=run, footer=view.footer(),
+        )
+
+    async def _react(self, run: Run, request: Request, name: str) -> None:
+        if request.kind == "command":
+            return
+        try:
+            await self.surface.react(channel=request.channel_id, ts=request.ts, name=name)
+        except Exception as e:  # broad on purpose: a reaction is decoration
+            log.warning("reaction %s on run #%s failed: %s", name, run.id, e)
+
+    async def _safely(self, work: object) -> None:
+        try:
+            await work  # type: ignore[misc]
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # broad on purpose: presenting never breaks the runtime
+            log.exception("presenting a run failed")
+
+    def _forget(self, run_id: int) -> None:
+        for d in (self._last_edit, self._last_text):
+            d.pop(run_id, None)
+        lock = self._locks.get(run_id)
+        if lock is not None and not lock.locked():
+            self._locks.pop(run_id, None)
+
+
+def _is_ts(value: str | None) -> bool:
+    return bool(value) and value.replace(".", "", 1).isdigit()  # type: ignore[union-attr]

@@ -1,0 +1,31 @@
+"""Messages as jinja2 templates rendered to Block Kit, each with a text fallback."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+_env = Environment(
+    loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, autoescape=False,
+    keep_trailing_newline=False,
+)
+
+
+@dataclass
+class Message:
+    text: str
+    """The fallback: notifications, screen readers, and the console."""
+    blocks: list[dict[str, Any]]
+
+
+def render(template: str, *, text: str, **context: Any) -> Message:
+    blocks = json.loads(_env.get_template(template).render(**context))
+    return Message(text=text, blocks=blocks)
+
+
+def escape(text: str) -> str:
+    """Slack mrkdwn control characters in text a person typed."""
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -1,0 +1,79 @@
+"""The composition root: settings -> database, config, runtime, worker, presenter, intake."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import timedelta
+
+from agents.actions.registry import Registry
+from agents.config import AgentConfig, Config, load_config
+from agents.model import OpenAIPlanner, Planner, make_client
+from agents.offline import OfflinePlanner
+from agents.runtime import Runtime
+from agents.worker import Worker, new_worker_id
+from bot.intake import Intake
+from bot.presenter import Presenter
+from bot.settings import Settings
+from bot.surface import Surface
+from storage.engine import Database
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Services:
+    settings: Settings
+    config: Config
+    db: Database
+    surface: Surface
+    presenter: Presenter
+    runtime: Runtime
+    worker: Worker
+    intake: Intake
+
+    async def close(self) -> None:
+        await self.db.dispose()
+
+
+def planner_factory(settings: Settings):  # type: ignore[no-untyped-def]
+    """One planner per model name; the offline planner when no API key is set."""
+    if settings.openai_api_key is None:
+        offline = OfflinePlanner()
+        return lambda agent: offline
+    client = make_client(
+        api_key=settings.openai_api_key.get_secret_value(),
+        base_url=settings.openai_base_url,
+        timeout=settings.chatops_model_timeout,
+        max_retries=settings.chatops_model_retries,
+    )
+    planners: dict[str, Planner] = {}
+
+    def planner_for(agent: AgentConfig) -> Planner:
+        model = agent.model or settings.chatops_model
+        if model not in planners:
+            planners[model] = OpenAIPlanner(client, model)
+        return planners[model]
+
+    return planner_for
+
+
+def build_services(
+    settings: Settings, surface: Surface, *, config: Config | None = None, db: Database | None = None
+) -> Services:
+    config = config or load_config(settings.config_path())
+    db = db or Database(settings.database_url)
+    presenter = Presenter(db, surface, edit_interval=settings.chatops_edit_interval)
+    runtime = Runtime(
+        db=db,
+        config=config,
+        registry=Registry(config),
+        planner_for=planner_factory(settings),
+        chat=surface,
+        reporter=presenter,
+        worker_id=new_worker_id(),
+        lease=timedelta(seconds=settings.chatops_lease_seconds),
+    )
+    worker = Worker(runtime, concurrency=settings.chatops_workers, poll_interval=settings.chatops_poll_seconds)
+    intake = Intake(db, config, presenter, on_queued=worker.wake)
+    return Services(settings, config, db, surface, presenter, runtime, worker, intake)

@@ -1,0 +1,49 @@
+"""The environment (and `.env`): credentials, endpoints, database, tuning."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", populate_by_name=True)
+
+    slack_bot_token: SecretStr | None = None
+    slack_signing_secret: SecretStr | None = None
+    slack_app_token: SecretStr | None = None
+    slack_api_url: str = "https://slack.com/api/"
+
+    openai_api_key: SecretStr | None = None
+    openai_base_url: str | None = None
+    chatops_model: str = "gpt-4o-mini"
+    chatops_model_timeout: float = Field(default=60.0, gt=0)
+    chatops_model_retries: int = Field(default=4, ge=0, le=10)
+
+    database_url: str = "sqlite:///chatops.db"
+    chatops_config: str | None = None
+    port: int = 3000
+
+    chatops_workers: int = Field(default=50, ge=1, le=5000)
+    """How many runs one process works at once."""
+    chatops_lease_seconds: float = Field(default=30.0, gt=0)
+    chatops_poll_seconds: float = Field(default=1.0, gt=0)
+    chatops_edit_interval: float = Field(default=1.0, ge=0)
+    """Seconds between two edits of one thread's status message."""
+
+    def config_path(self) -> Path | None:
+        """CHATOPS_CONFIG, else chatops.toml if present, else None (built-in defaults)."""
+        if self.chatops_config:
+            return Path(self.chatops_config)
+        default = Path("chatops.toml")
+        return default if default.exists() else None
+
+    @property
+    def slack_http(self) -> bool:
+        return bool(self.slack_bot_token and self.slack_signing_secret)
+
+    @property
+    def slack_socket(self) -> bool:
+        return bool(self.slack_bot_token and self.slack_app_token)

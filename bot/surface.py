@@ -1,0 +1,134 @@
+"""Where messages go: a Slack workspace through the Web API (or the console, in bot.console).
+
+Every Web API call goes through one AsyncWebClient that retries 429s (honouring
+Retry-After), 5xx and connection errors.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from agents.errors import ActionError
+
+log = logging.getLogger(__name__)
+
+GONE = {"message_not_found", "channel_not_found", "cant_delete_message"}
+
+
+@dataclass(frozen=True)
+class UserInfo:
+    id: str
+    team_id: str | None
+    is_bot: bool = False
+    is_restricted: bool = False
+    is_ultra_restricted: bool = False
+    is_stranger: bool = False
+    deleted: bool = False
+
+
+class Surface(Protocol):
+    """What presenters and Slack actions need from a chat workspace."""
+
+    async def post(
+        self, *, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+    ) -> str: ...
+
+    async def update(
+        self, *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> None: ...
+
+    async def post_text(self, *, channel: str, text: str, thread_ts: str | None = None) -> str: ...
+
+    async def delete_message(self, *, channel: str, ts: str) -> None: ...
+
+    async def react(self, *, channel: str, ts: str, name: str) -> None: ...
+
+    async def user(self, user_id: str) -> UserInfo | None: ...
+
+
+def make_client(token: str, base_url: str, *, max_retries: int = 3) -> AsyncWebClient:
+    client = AsyncWebClient(token=token, base_url=base_url, timeout=15)
+    client.retry_handlers = [
+        AsyncConnectionErrorRetryHandler(max_retry_count=2),
+        AsyncRateLimitErrorRetryHandler(max_retry_count=max_retries),
+        AsyncServerErrorRetryHandler(max_retry_count=2),
+    ]
+    return client
+
+
+class SlackSurface:
+    def __init__(self, client: AsyncWebClient) -> None:
+        self.client = client
+        self._users: dict[str, UserInfo] = {}
+
+    async def post(
+        self, *, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
+        thread_ts: str | None = None,
+    ) -> str:
+        response = await self.client.chat_postMessage(
+            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts,
+            unfurl_links=False, unfurl_media=False,
+        )
+        return str(response["ts"])
+
+    async def update(
+        self, *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
+    ) -> None:
+        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+
+    async def post_text(self, *, channel: str, text: str, thread_ts: str | None = None) -> str:
+        try:
+            return await self.post(channel=channel, text=text, thread_ts=thread_ts)
+        except SlackApiError as e:
+            raise ActionError(f"Slack refused the message: {_code(e)}") from None
+
+    async def delete_message(self, *, channel: str, ts: str) -> None:
+        try:
+            await self.client.chat_delete(channel=channel, ts=ts)
+        except SlackApiError as e:
+            if _code(e) in GONE:
+                return
+            raise ActionError(f"Slack refused to delete the message: {_code(e)}") from None
+
+    async def react(self, *, channel: str, ts: str, name: str) -> None:
+        try:
+            await self.client.reactions_add(channel=channel, timestamp=ts, name=name)
+        except SlackApiError as e:
+            if _code(e) != "already_reacted":
+                raise
+
+    async def user(self, user_id: str) -> UserInfo | None:
+        if user_id in self._users:
+            return self._users[user_id]
+        try:
+            response = await self.client.users_info(user=user_id)
+        except SlackApiError as e:
+            log.warning("users.info %s failed: %s", user_id, _code(e))
+            return None
+        u = response.get("user") or {}
+        info = UserInfo(
+            id=user_id, team_id=u.get("team_id"), is_bot=bool(u.get("is_bot")),
+            is_restricted=bool(u.get("is_restricted")),
+            is_ultra_restricted=bool(u.get("is_ultra_restricted")),
+            is_stranger=bool(u.get("is_stranger")), deleted=bool(u.get("deleted")),
+        )
+        self._users[user_id] = info
+        return info
+
+
+def _code(e: SlackApiError) -> str:
+    try:
+        return str(e.response.get("error") or e.response.status_code)
+    except Exception:  # broad on purpose: only used to describe an error
+        return str(e)

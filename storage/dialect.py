@@ -1,0 +1,25 @@
+"""The few statements whose SQL differs between SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlmodel import SQLModel
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+
+async def insert_ignore(
+    session: AsyncSession, model: type[SQLModel], values: dict[str, Any], *, returning: Any = None
+) -> Any | None:
+    """INSERT ... ON CONFLICT DO NOTHING. Returns the `returning` column (or True), None on conflict."""
+    table = model.__table__  # type: ignore[attr-defined]
+    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
+    stmt = ins.values(**values).on_conflict_do_nothing()
+    if returning is not None:
+        stmt = stmt.returning(returning)
+        row = (await session.execute(stmt)).first()
+        return None if row is None else row[0]
+    result = await session.execute(stmt)
+    return True if result.rowcount else None  # type: ignore[attr-defined]

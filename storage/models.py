@@ -1,0 +1,191 @@
+"""SQLModel tables. Every timestamp is timezone-aware UTC (see `storage.clock`)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+from storage.clock import now
+
+
+class RunStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    waiting = "waiting"  # see Run.wait_reason: paused, approval, resource, human
+    succeeded = "succeeded"
+    failed = "failed"
+    rolled_back = "rolled_back"
+    cancelled = "cancelled"
+
+
+ACTIVE_STATUSES = (RunStatus.queued, RunStatus.running, RunStatus.waiting)
+FINAL_STATUSES = (
+    RunStatus.succeeded,
+    RunStatus.failed,
+    RunStatus.rolled_back,
+    RunStatus.cancelled,
+)
+
+
+class StepKind(StrEnum):
+    model = "model"
+    action = "action"
+    compensation = "compensation"
+
+
+class StepStatus(StrEnum):
+    intent = "intent"  # journaled before the side effect; no result yet
+    succeeded = "succeeded"
+    failed = "failed"
+    rejected = "rejected"  # never ran: unknown tool, bad arguments, refused
+    compensated = "compensated"  # an action step whose effect was reversed
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """A Slack delivery already taken (event_id, or a command's trigger_id)."""
+
+    __tablename__ = "processed_events"
+    key: str = Field(primary_key=True, max_length=255)
+    kind: str = Field(max_length=64)
+    received_at: datetime = Field(default_factory=now, index=True)
+
+
+class RequestBase(SQLModel):
+    source: str = Field(default="slack", max_length=16)  # slack | console
+    kind: str = Field(max_length=16)  # mention | dm | channel | thread | command
+    team_id: str = Field(default="", max_length=32)
+    channel_id: str = Field(max_length=32)
+    user_id: str = Field(max_length=32)
+    ts: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)  # where replies go
+    event_id: str | None = Field(default=None, max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    agent: str = Field(max_length=64)
+
+
+class Request(RequestBase, table=True):
+    """What a person asked. One Slack message is one request."""
+
+    __tablename__ = "requests"
+    __table_args__ = (UniqueConstraint("team_id", "channel_id", "ts", name="uq_request_message"),)
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=now)
+
+
+class Run(SQLModel, table=True):
+    """One execution of an agent for a request."""
+
+    __tablename__ = "runs"
+    __table_args__ = (
+        Index("ix_runs_status_lease", "status", "lease_expires_at"),
+        Index("ix_runs_thread", "team_id", "channel_id", "thread_ts"),
+        Index("ix_runs_agent_created", "agent", "created_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    request_id: int = Field(foreign_key="requests.id", index=True)
+    agent: str = Field(max_length=64)
+    status: str = Field(default=RunStatus.queued, max_length=16)
+    wait_reason: str | None = Field(default=None, max_length=255)
+    # Where the run reports: the request's thread.
+    team_id: str = Field(default="", max_length=32)
+    channel_id: str = Field(max_length=32)
+    thread_ts: str = Field(max_length=32)
+    # Lease: the worker that owns the run, until when.
+    worker_id: str | None = Field(default=None, max_length=128)
+    lease_expires_at: datetime | None = None
+    attempts: int = 0  # how many times a worker has claimed it
+    planner: str | None = Field(default=None, max_length=128)  # "openai:<model>" or "offline"
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    outcome: str | None = Field(default=None, sa_column=Column(Text))
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    undone_by: str | None = Field(default=None, max_length=64)  # who asked for the undo
+    # Presentation state, owned by bot/: ts of the status message and of the outcome
+    # reply ("pending" while a poster holds the claim).
+    status_ts: str | None = Field(default=None, max_length=32)
+    outcome_ts: str | None = Field(default=None, max_length=32)
+    created_at: datetime = Field(default_factory=now)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    updated_at: datetime = Field(default_factory=now)
+
+
+class Step(SQLModel, table=True):
+    """One journal entry: a model turn, an action, or a compensation.
+
+    Written as an intent before the side effect and completed after it, with what
+    is needed to reverse it (`undo`).
+    """
+
+    __tablename__ = "steps"
+    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_step_seq"),)
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    seq: int
+    kind: str = Field(max_length=16)
+    name: str = Field(max_length=128)  # action name, or the model name for model turns
+    tool_call_id: str | None = Field(default=None, max_length=128)
+    arguments: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    status: str = Field(default=StepStatus.intent, max_length=16)
+    output: str | None = Field(default=None, sa_column=Column(Text))  # what the model sees
+    data: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    undo: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    reversible: bool = True
+    risk: str = Field(default="low", max_length=16)
+    resource: str | None = Field(default=None, max_length=255)
+    idempotency_key: str | None = Field(default=None, max_length=255)
+    compensates: int | None = Field(default=None)  # step id reversed by this compensation
+    error: str | None = Field(default=None, sa_column=Column(Text))
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    started_at: datetime = Field(default_factory=now)
+    finished_at: datetime | None = None
+
+
+class TicketBase(SQLModel):
+    title: str = Field(max_length=255)
+    description: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    status: str = Field(default="open", max_length=16)  # open | in_progress | closed
+    priority: str = Field(default="normal", max_length=16)  # low | normal | high | urgent
+    assignee: str | None = Field(default=None, max_length=64)
+    reporter: str | None = Field(default=None, max_length=64)
+
+
+class Ticket(TicketBase, table=True):
+    __tablename__ = "tickets"
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int | None = Field(default=None, index=True)
+    created_at: datetime = Field(default_factory=now)
+    updated_at: datetime = Field(default_factory=now)
+
+
+class TicketComment(SQLModel, table=True):
+    __tablename__ = "ticket_comments"
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    author: str | None = Field(default=None, max_length=64)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    created_at: datetime = Field(default_factory=now)
+
+
+class Control(SQLModel, table=True):
+    """A pause flag: `scope` is an agent name, or "*" for every agent."""
+
+    __tablename__ = "controls"
+    scope: str = Field(primary_key=True, max_length=64)
+    paused: bool = False
+    by_user: str | None = Field(default=None, max_length=64)
+    reason: str | None = Field(default=None, max_length=255)
+    changed_at: datetime = Field(default_factory=now)
+
+
+class Meta(SQLModel, table=True):
+    """Key/value facts about the database itself (schema version)."""
+
+    __tablename__ = "meta"
+    key: str = Field(primary_key=True, max_length=64)
+    value: str = Field(max_length=255)

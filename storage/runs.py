@@ -1,0 +1,227 @@
+"""Run queries: leases, status changes, lookups."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import and_, exists, or_, update
+from sqlalchemy.orm import aliased
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.clock import now
+from storage.models import ACTIVE_STATUSES, Request, Run, RunStatus
+
+
+class LeaseLost(Exception):
+    """This worker no longer owns the run (its lease expired and another worker took it)."""
+
+    def __init__(self, run_id: int, worker_id: str) -> None:
+        super().__init__(f"run #{run_id}: worker {worker_id} no longer holds the lease")
+        self.run_id = run_id
+        self.worker_id = worker_id
+
+
+async def claim_runs(
+    *, session: AsyncSession, worker_id: str, limit: int, lease: timedelta
+) -> list[int]:
+    """Take up to `limit` runs: queued ones, and running ones whose lease expired.
+
+    A run is claimable only if no earlier run in its thread is still active, so one
+    thread never has two runs working at once. On PostgreSQL the candidate rows are
+    locked with FOR UPDATE SKIP LOCKED so concurrent workers never take the same run.
+    """
+    if limit <= 0:
+        return []
+    t = now()
+    earlier = aliased(Run)
+    blocked = exists().where(
+        earlier.team_id == Run.team_id,
+        earlier.channel_id == Run.channel_id,
+        earlier.thread_ts == Run.thread_ts,
+        earlier.id < Run.id,
+        col(earlier.status).in_(ACTIVE_STATUSES),
+    )
+    claimable = or_(
+        Run.status == RunStatus.queued,
+        and_(Run.status == RunStatus.running, col(Run.lease_expires_at) < t),
+    )
+    candidates = (
+        select(Run.id)
+        .where(claimable, ~blocked)
+        .order_by(col(Run.id))
+        .limit(limit)
+        .with_for_update(skip_locked=True, of=Run)  # ignored by SQLite
+    )
+    ids = list((await session.exec(candidates)).all())
+    if not ids:
+        return []
+    stmt = (
+        update(Run)
+        .where(col(Run.id).in_(ids), claimable)
+        .values(
+            status=RunStatus.running,
+            worker_id=worker_id,
+            lease_expires_at=t + lease,
+            attempts=Run.attempts + 1,
+            started_at=func.coalesce(Run.started_at, t),
+            updated_at=t,
+        )
+        .returning(Run.id)
+    )
+    return sorted((await session.execute(stmt)).scalars().all())
+
+
+async def renew_lease(
+    *, session: AsyncSession, run_id: int, worker_id: str, lease: timedelta
+) -> None:
+    """Extend this worker's lease; raise LeaseLost if another worker has the run."""
+    t = now()
+    stmt = (
+        update(Run)
+        .where(col(Run.id) == run_id, Run.worker_id == worker_id, Run.status == RunStatus.running)
+        .values(lease_expires_at=t + lease, updated_at=t)
+    )
+    result = await session.execute(stmt)
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise LeaseLost(run_id, worker_id)
+
+
+async def renew_leases(
+    *, session: AsyncSession, run_ids: list[int], worker_id: str, lease: timedelta
+) -> set[int]:
+    """Heartbeat for many runs at once; returns the ids still held."""
+    if not run_ids:
+        return set()
+    t = now()
+    stmt = (
+        update(Run)
+        .where(col(Run.id).in_(run_ids), Run.worker_id == worker_id, Run.status == RunStatus.running)
+        .values(lease_expires_at=t + lease)
+        .returning(Run.id)
+    )
+    return set((await session.execute(stmt)).scalars().all())
+
+
+async def release(
+    *,
+    session: AsyncSession,
+    run_id: int,
+    worker_id: str,
+    status: RunStatus,
+    wait_reason: str | None = None,
+    outcome: str | None = None,
+    error: str | None = None,
+) -> None:
+    """Give the run up in a new status (waiting, or final). Fenced by the lease."""
+    t = now()
+    values: dict[str, Any] = {
+        "status": status,
+        "wait_reason": wait_reason,
+        "worker_id": None,
+        "lease_expires_at": None,
+        "updated_at": t,
+    }
+    if outcome is not None:
+        values["outcome"] = outcome
+    if error is not None:
+        values["error"] = error
+    if status not in ACTIVE_STATUSES:
+        values["finished_at"] = t
+    stmt = update(Run).where(col(Run.id) == run_id, Run.worker_id == worker_id).values(**values)
+    result = await session.execute(stmt)
+    if not result.rowcount:  # type: ignore[attr-defined]
+        raise LeaseLost(run_id, worker_id)
+
+
+async def add_usage(
+    *, session: AsyncSession, run_id: int, prompt_tokens: int, completion_tokens: int
+) -> None:
+    await session.execute(
+        update(Run)
+        .where(col(Run.id) == run_id)
+        .values(
+            prompt_tokens=Run.prompt_tokens + prompt_tokens,
+            completion_tokens=Run.completion_tokens + completion_tokens,
+        )
+    )
+
+
+async def set_planner(*, session: AsyncSession, run_id: int, planner: str) -> None:
+    await session.execute(update(Run).where(col(Run.id) == run_id).values(planner=planner))
+
+
+async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
+    return await session.get(Run, run_id, populate_existing=True)
+
+
+async def requeue_waiting(
+    *, session: AsyncSession, wait_reason: str, agent: str | None = None
+) -> list[int]:
+    """Put waiting runs (of one agent, or all) back in the queue; returns their ids."""
+    cond = [Run.status == RunStatus.waiting, Run.wait_reason == wait_reason]
+    if agent is not None:
+        cond.append(Run.agent == agent)
+    stmt = (
+        update(Run)
+        .where(*cond)
+        .values(status=RunStatus.queued, wait_reason=None, updated_at=now())
+        .returning(Run.id)
+    )
+    return list((await session.execute(stmt)).scalars().all())
+
+
+async def runs_in_flight(*, session: AsyncSession, agent: str | None = None) -> list[Run]:
+    stmt = select(Run).where(col(Run.status).in_(ACTIVE_STATUSES)).order_by(col(Run.id))
+    if agent is not None:
+        stmt = stmt.where(Run.agent == agent)
+    return list((await session.exec(stmt)).all())
+
+
+PENDING = "pending"  # a message field claimed by a poster that has not saved the ts yet
+
+
+async def claim_message(*, session: AsyncSession, run_id: int, field: str) -> bool:
+    """True for exactly one caller: the one who posts that message (`status_ts`/`outcome_ts`)."""
+    column = _message_column(field)
+    result = await session.execute(
+        update(Run).where(col(Run.id) == run_id, column.is_(None)).values({field: PENDING})
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def set_message_ts(*, session: AsyncSession, run_id: int, field: str, ts: str | None) -> None:
+    """Remember a posted message's ts; None gives the claim back (the post failed)."""
+    _message_column(field)
+    await session.execute(update(Run).where(col(Run.id) == run_id).values({field: ts}))
+
+
+def _message_column(field: str) -> Any:
+    if field not in ("status_ts", "outcome_ts"):
+        raise ValueError(f"not a message field: {field}")
+    return col(getattr(Run, field))
+
+
+async def finished_without_outcome(*, session: AsyncSession, limit: int = 50) -> list[int]:
+    """Finished runs whose outcome reply has not been delivered yet."""
+    stmt = (
+        select(Run.id)
+        .where(col(Run.status).not_in(ACTIVE_STATUSES), col(Run.outcome_ts).is_(None))
+        .order_by(col(Run.id))
+        .limit(limit)
+    )
+    return list((await session.exec(stmt)).all())
+
+
+async def set_thread(*, session: AsyncSession, run_id: int, thread_ts: str) -> None:
+    """Move a run (and its request) to the thread that was opened for it (slash commands)."""
+    run = await session.get(Run, run_id)
+    if run is None:
+        return
+    run.thread_ts = thread_ts
+    session.add(run)
+    request = await session.get(Request, run.request_id)
+    if request is not None:
+        request.thread_ts = thread_ts
+        session.add(request)

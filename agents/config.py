@@ -175,9 +175,7 @@ class Config(Strict):
         for i, agent in enumerate(self.agents):
             for action in agent.actions:
                 if action not in names:
-                    problems.append(
-                        (f"agents[{i}] ({agent.name})", "actions", f"unknown action {action!r}")
-                    )
+                    problems.append((f"agents[{i}] ({agent.name})", "actions", f"unknown action {action!r}"))
             for channel in agent.channels:
                 if channel in served:
                     problems.append(

@@ -13,8 +13,10 @@ class ConfigError(ChatopsError):
     def __init__(self, path: str, problems: list[tuple[str, str, str]]) -> None:
         self.path = path
         self.problems = problems
-        lines = [f"{path}: {entry}: {field}: {msg}" if field else f"{path}: {entry}: {msg}"
-                 for entry, field, msg in problems]
+        lines = [
+            f"{path}: {entry}: {field}: {msg}" if field else f"{path}: {entry}: {msg}"
+            for entry, field, msg in problems
+        ]
         super().__init__("invalid configuration\n" + "\n".join(lines))
 
 

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 class Executor:
     """Executes one run's tool calls. Errors go back to the model as the tool result."""
 
-    def __init__(self, rt: Runtime, *, run_id: int, agent: str, requester: Requester,
-                 actions: dict[str, Action]) -> None:
+    def __init__(
+        self, rt: Runtime, *, run_id: int, agent: str, requester: Requester, actions: dict[str, Action]
+    ) -> None:
         self.rt = rt
         self.run_id = run_id
         self.agent = agent
@@ -32,8 +33,12 @@ class Executor:
 
     def context(self, idempotency_key: str) -> ActionContext:
         return ActionContext(
-            run_id=self.run_id, agent=self.agent, requester=self.requester, db=self.rt.db,
-            chat=self.rt.chat, idempotency_key=idempotency_key,
+            run_id=self.run_id,
+            agent=self.agent,
+            requester=self.requester,
+            db=self.rt.db,
+            chat=self.rt.chat,
+            idempotency_key=idempotency_key,
         )
 
     async def call(self, call: ToolCall) -> str:
@@ -57,10 +62,18 @@ class Executor:
         async with self.rt.db.write() as session:
             await gate.check(session=session, run_id=self.run_id, agent=self.agent)
             step = await journal.begin_step(
-                session=session, run_id=self.run_id, worker_id=self.rt.worker_id, lease=self.rt.lease,
-                kind=StepKind.action, name=action.name, tool_call_id=call.id,
-                arguments=args.model_dump(mode="json"), reversible=action.reversible,
-                risk=action.risk, resource=action.resource(args, ctx), idempotency_key=key,
+                session=session,
+                run_id=self.run_id,
+                worker_id=self.rt.worker_id,
+                lease=self.rt.lease,
+                kind=StepKind.action,
+                name=action.name,
+                tool_call_id=call.id,
+                arguments=args.model_dump(mode="json"),
+                reversible=action.reversible,
+                risk=action.risk,
+                resource=action.resource(args, ctx),
+                idempotency_key=key,
             )
         await self.rt.reporter.run_progressed(self.run_id)
         return await self.perform(step, action, args)
@@ -100,10 +113,16 @@ class Executor:
         reply = f"error: {reason}"
         async with self.rt.db.write() as session:
             await journal.record_step(
-                session=session, run_id=self.run_id, kind=StepKind.action, name=call.name[:128],
-                status=StepStatus.rejected, tool_call_id=call.id,
+                session=session,
+                run_id=self.run_id,
+                kind=StepKind.action,
+                name=call.name[:128],
+                status=StepStatus.rejected,
+                tool_call_id=call.id,
                 arguments=raw if raw is not None else {"_raw": (call.arguments or "")[:2000]},
-                error=reason, output=reply, reversible=True,
+                error=reason,
+                output=reply,
+                reversible=True,
             )
         return reply
 

@@ -7,7 +7,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage import controls, runs
 
 
-class Interrupted(Exception):  # noqa: N818  (a signal, not an error)
+class Interrupted(Exception):
     """The run must stop at this step boundary."""
 
 

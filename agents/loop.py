@@ -12,7 +12,6 @@ from typing import Any
 
 from agents import gate
 from agents.actions.base import Action, Requester
-from agents.config import AgentConfig
 from agents.errors import ModelError
 from agents.executor import Executor
 from agents.model import Planner, ToolCall, Turn
@@ -108,8 +107,12 @@ class RunLoop:
         async with self.rt.db.write() as session:
             await gate.check(session=session, run_id=self.run_id, agent=self.agent.name)
             step = await journal.begin_step(
-                session=session, run_id=self.run_id, worker_id=self.rt.worker_id,
-                lease=self.rt.lease, kind=StepKind.model, name=planner.label,
+                session=session,
+                run_id=self.run_id,
+                worker_id=self.rt.worker_id,
+                lease=self.rt.lease,
+                kind=StepKind.model,
+                name=planner.label,
             )
         assert step.id is not None
         try:
@@ -123,13 +126,19 @@ class RunLoop:
             return None
         async with self.rt.db.write() as session:
             await journal.finish_step(
-                session=session, step_id=step.id, status=StepStatus.succeeded,
-                output=turn.content, data={"message": turn.message()},
-                prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens,
+                session=session,
+                step_id=step.id,
+                status=StepStatus.succeeded,
+                output=turn.content,
+                data={"message": turn.message()},
+                prompt_tokens=turn.prompt_tokens,
+                completion_tokens=turn.completion_tokens,
             )
             await runs.add_usage(
-                session=session, run_id=self.run_id,
-                prompt_tokens=turn.prompt_tokens, completion_tokens=turn.completion_tokens,
+                session=session,
+                run_id=self.run_id,
+                prompt_tokens=turn.prompt_tokens,
+                completion_tokens=turn.completion_tokens,
             )
         await self.rt.reporter.run_progressed(self.run_id)
         return turn
@@ -153,7 +162,9 @@ class RunLoop:
             if step.kind == StepKind.model:  # no side effect: ask the model again
                 async with self.rt.db.write() as session:
                     await journal.finish_step(
-                        session=session, step_id=step.id, status=StepStatus.failed,
+                        session=session,
+                        step_id=step.id,
+                        status=StepStatus.failed,
                         error="interrupted before the model answered; asked again",
                     )
                 continue
@@ -219,12 +230,17 @@ class RunLoop:
     async def _wait(self, reason: str) -> None:
         async with self.rt.db.write() as session:
             await runs.release(
-                session=session, run_id=self.run_id, worker_id=self.rt.worker_id,
-                status=RunStatus.waiting, wait_reason=reason[:255],
+                session=session,
+                run_id=self.run_id,
+                worker_id=self.rt.worker_id,
+                status=RunStatus.waiting,
+                wait_reason=reason[:255],
             )
         await self.rt.reporter.run_progressed(self.run_id)
 
-    async def _finish(self, status: RunStatus, *, outcome: str | None = None, error: str | None = None) -> None:
+    async def _finish(
+        self, status: RunStatus, *, outcome: str | None = None, error: str | None = None
+    ) -> None:
         """Give the run its final status, rolling back a failure when the policy says so."""
         if status == RunStatus.failed and getattr(self, "agent", None) is not None:
             if self.agent.on_failure == "rollback":
@@ -236,8 +252,12 @@ class RunLoop:
                 error = (error or "") + _describe(reversals)
         async with self.rt.db.write() as session:
             await runs.release(
-                session=session, run_id=self.run_id, worker_id=self.rt.worker_id,
-                status=status, outcome=outcome, error=error,
+                session=session,
+                run_id=self.run_id,
+                worker_id=self.rt.worker_id,
+                status=status,
+                outcome=outcome,
+                error=error,
             )
         await self.rt.reporter.run_finished(self.run_id)
 
@@ -247,7 +267,9 @@ class RunLoop:
         )
         async with self.rt.db.write() as session:
             await runs.release(
-                session=session, run_id=self.run_id, worker_id=self.rt.worker_id,
+                session=session,
+                run_id=self.run_id,
+                worker_id=self.rt.worker_id,
                 status=RunStatus.rolled_back,
                 outcome=(self.run.outcome or "").strip(),
                 error=f"Undone at the request of <@{by_user}>.{_describe(reversals)}",
@@ -261,7 +283,7 @@ def _unrecovered_failures(steps: list[Step]) -> list[Step]:
     for i, step in enumerate(steps):
         if step.kind != StepKind.action or step.status != StepStatus.failed:
             continue
-        later = steps[i + 1:]
+        later = steps[i + 1 :]
         if not any(s.name == step.name and s.status == StepStatus.succeeded for s in later):
             failed.append(step)
     return failed
@@ -278,5 +300,3 @@ def _describe(reversals: list[Reversal]) -> str:
     if kept:
         text += "\nCould not reverse: " + "; ".join(kept) + "."
     return text
-
-

@@ -38,7 +38,9 @@ async def reverse_run(rt: Runtime, *, run_id: int, agent: str, requester: Reques
             for s in interrupted:
                 assert s.id is not None
                 await journal.finish_step(
-                    session=session, step_id=s.id, status=StepStatus.failed,
+                    session=session,
+                    step_id=s.id,
+                    status=StepStatus.failed,
                     error="interrupted by a restart; retried",
                 )
     done: list[Reversal] = []
@@ -61,13 +63,23 @@ async def _compensate(rt: Runtime, step: Step, *, agent: str, requester: Request
     assert action is not None and step.undo is not None and step.id is not None
     async with rt.db.write() as session:
         comp = await journal.begin_step(
-            session=session, run_id=step.run_id, worker_id=rt.worker_id, lease=rt.lease,
-            kind=StepKind.compensation, name=step.name, compensates=step.id,
-            arguments=step.undo, idempotency_key=f"{step.idempotency_key}-undo",
+            session=session,
+            run_id=step.run_id,
+            worker_id=rt.worker_id,
+            lease=rt.lease,
+            kind=StepKind.compensation,
+            name=step.name,
+            compensates=step.id,
+            arguments=step.undo,
+            idempotency_key=f"{step.idempotency_key}-undo",
         )
     assert comp.id is not None
     ctx = ActionContext(
-        run_id=step.run_id, agent=agent, requester=requester, db=rt.db, chat=rt.chat,
+        run_id=step.run_id,
+        agent=agent,
+        requester=requester,
+        db=rt.db,
+        chat=rt.chat,
         idempotency_key=f"{step.idempotency_key}-undo",
     )
     try:
@@ -81,9 +93,11 @@ async def _compensate(rt: Runtime, step: Step, *, agent: str, requester: Request
         ok = True
     async with rt.db.write() as session:
         await journal.finish_step(
-            session=session, step_id=comp.id,
+            session=session,
+            step_id=comp.id,
             status=StepStatus.succeeded if ok else StepStatus.failed,
-            output=text, **({} if ok else {"error": text}),
+            output=text,
+            **({} if ok else {"error": text}),
         )
         if ok:
             await journal.finish_step(session=session, step_id=step.id, status=StepStatus.compensated)

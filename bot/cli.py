@@ -10,8 +10,8 @@ import signal
 import sys
 from collections.abc import Sequence
 
-from agents.errors import ConfigError
 from agents.config import load_config
+from agents.errors import ConfigError
 from bot.settings import Settings
 
 log = logging.getLogger("chatops")
@@ -60,13 +60,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(runner.console(settings))
     if command == "serve":
         if not settings.slack_http:
-            print("chatops serve: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or use `chatops console`).",
-                  file=sys.stderr)
+            print(
+                "chatops serve: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or use `chatops console`).",
+                file=sys.stderr,
+            )
             return 2
         return _run(
             runner.serve(
-                settings, host=args.host, port=args.port or settings.port,
-                workers=not args.no_workers, scheduler=not args.no_scheduler,
+                settings,
+                host=args.host,
+                port=args.port or settings.port,
+                workers=not args.no_workers,
+                scheduler=not args.no_scheduler,
             )
         )
     if command == "worker":

@@ -90,7 +90,11 @@ class ConsoleSurface:
     # Surface ------------------------------------------------------------------
 
     async def post(
-        self, *, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
+        self,
+        *,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
     ) -> str:
         m = self.add(channel=channel, user=BOT_USER, text=text, thread_ts=thread_ts)
@@ -144,7 +148,9 @@ class Console:
         self.services: Services = build_services(settings, self.surface)
         client = AsyncWebClient(base_url="http://127.0.0.1:9/")  # never called: no Slack here
         self.bolt = build_app(
-            self.services.intake, client=client, signing_secret=None,
+            self.services.intake,
+            client=client,
+            signing_secret=None,
             authorize=console_authorize(BOT_USER, TEAM),
         )
         self.channel = DM
@@ -205,7 +211,11 @@ class Console:
 
     def _greet(self) -> None:
         config = self.services.config
-        planner = "offline planner (no OPENAI_API_KEY)" if self.services.settings.openai_api_key is None else self.services.settings.chatops_model
+        planner = (
+            "offline planner (no OPENAI_API_KEY)"
+            if self.services.settings.openai_api_key is None
+            else self.services.settings.chatops_model
+        )
         agents = ", ".join(
             f"{a.name}{' (default)' if a is config.default_agent else ''}"
             + (f" serving {' '.join(a.channels)}" if a.channels else "")
@@ -252,8 +262,13 @@ class Console:
         m = self.surface.add(channel=self.channel, user=self.user, text=text, thread_ts=self.thread)
         self.surface.show(m)
         event: dict[str, Any] = {
-            "type": "message", "user": self.user, "text": text, "ts": m.ts, "channel": self.channel,
-            "event_ts": m.ts, "team": TEAM,
+            "type": "message",
+            "user": self.user,
+            "text": text,
+            "ts": m.ts,
+            "channel": self.channel,
+            "event_ts": m.ts,
+            "team": TEAM,
             "channel_type": "im" if self.channel == DM else "channel",
         }
         if self.thread:
@@ -266,9 +281,15 @@ class Console:
 
     async def _command(self, text: str) -> None:
         body = {
-            "token": "console", "team_id": TEAM, "channel_id": self.channel, "user_id": self.user,
-            "command": "/agent", "text": text, "trigger_id": f"console.{next(self._events)}",
-            "response_url": "http://127.0.0.1:9/", "api_app_id": "ACONSOLE",
+            "token": "console",
+            "team_id": TEAM,
+            "channel_id": self.channel,
+            "user_id": self.user,
+            "command": "/agent",
+            "text": text,
+            "trigger_id": f"console.{next(self._events)}",
+            "response_url": "http://127.0.0.1:9/",
+            "api_app_id": "ACONSOLE",
         }
         print(f"   /agent {text}", file=self.out)
         response = await self._dispatch(body)
@@ -278,8 +299,13 @@ class Console:
 
     def _envelope(self, event: dict[str, Any]) -> dict[str, Any]:
         return {
-            "token": "console", "team_id": TEAM, "api_app_id": "ACONSOLE", "type": "event_callback",
-            "event": event, "event_id": f"EvConsole{next(self._events)}", "event_time": 0,
+            "token": "console",
+            "team_id": TEAM,
+            "api_app_id": "ACONSOLE",
+            "type": "event_callback",
+            "event": event,
+            "event_id": f"EvConsole{next(self._events)}",
+            "event_time": 0,
             "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
         }
 

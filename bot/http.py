@@ -12,13 +12,16 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from bot.services import Services
+from storage import controls
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # Slack payloads are far smaller; anything bigger is refused unread
 
 
-def build_web_app(services: Services, bolt: AsyncApp | None, signing_secret: str | None) -> web.Application:
+def build_web_app(
+    services: Services, bolt: AsyncApp | None, signing_secret: str | None, *, workers_enabled: bool = True
+) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
@@ -48,7 +51,7 @@ def build_web_app(services: Services, bolt: AsyncApp | None, signing_secret: str
         return await to_aiohttp_response(response)
 
     async def healthz(_: web.Request) -> web.Response:
-        report = await health(services)
+        report = await health(services, workers_enabled=workers_enabled)
         return web.json_response(report, status=200 if report["ok"] else 503)
 
     app.router.add_post("/slack/events", slack_events)
@@ -56,17 +59,20 @@ def build_web_app(services: Services, bolt: AsyncApp | None, signing_secret: str
     return app
 
 
-async def health(services: Services) -> dict[str, Any]:
-    from storage import controls
-
+async def health(services: Services, *, workers_enabled: bool) -> dict[str, Any]:
     db_ok = await services.db.ping()
+    workers_ok = services.worker.alive or not workers_enabled
     paused: list[str] = []
     if db_ok:
         async with services.db.read() as session:
             paused = [c.scope for c in await controls.all_controls(session=session) if c.paused]
     return {
-        "ok": db_ok,
+        "ok": db_ok and workers_ok,
         "database": "ok" if db_ok else "unreachable",
-        "workers": {"alive": services.worker.alive, "runs_in_flight": len(services.worker.tasks)},
+        "workers": {
+            "enabled": workers_enabled,
+            "alive": services.worker.alive,
+            "runs_in_flight": len(services.worker.tasks),
+        },
         "paused": paused,
     }

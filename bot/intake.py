@@ -84,14 +84,19 @@ class Intake:
         """Persist the request and queue its run. None if this was already taken."""
         thread_ts = m.thread_ts or m.ts
         request = RequestBase(
-            source=m.source, kind=kind, team_id=m.team_id, channel_id=m.channel_id,
-            user_id=m.user_id, ts=m.ts, thread_ts=thread_ts, event_id=m.delivery,
-            text=_clean(m.text)[:MAX_TEXT], agent=agent,
+            source=m.source,
+            kind=kind,
+            team_id=m.team_id,
+            channel_id=m.channel_id,
+            user_id=m.user_id,
+            ts=m.ts,
+            thread_ts=thread_ts,
+            event_id=m.delivery,
+            text=_clean(m.text)[:MAX_TEXT],
+            agent=agent,
         )
         async with self.db.write() as session:
-            if m.delivery and not await requests.record_delivery(
-                session=session, key=m.delivery, kind=m.via
-            ):
+            if m.delivery and not await requests.record_delivery(session=session, key=m.delivery, kind=m.via):
                 return None  # Slack retried a delivery we already took
             created = await requests.create_request(session=session, request=request)
             if created is None:

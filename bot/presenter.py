@@ -9,7 +9,6 @@ outcome is always delivered (a failed post is retried by `redeliver`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections import defaultdict
@@ -244,7 +243,9 @@ class Presenter:
         message = self._outcome_message(view)
         try:
             ts = await self.surface.post(
-                channel=view.run.channel_id, text=message.text, blocks=message.blocks,
+                channel=view.run.channel_id,
+                text=message.text,
+                blocks=message.blocks,
                 thread_ts=view.run.thread_ts,
             )
         except BaseException:
@@ -267,8 +268,15 @@ class Presenter:
             x for x in [header, answer, "What was done:\n" + "\n".join(done) if done else "", problem] if x
         )
         return render(
-            "outcome.json.j2", text=text, header=header, answer=answer, done=done,
-            problem=problem, undoable=view.undoable(), run=run, footer=view.footer(),
+            "outcome.json.j2",
+            text=text,
+            header=header,
+            answer=answer,
+            done=done,
+            problem=problem,
+            undoable=view.undoable(),
+            run=run,
+            footer=view.footer(),
         )
 
     async def _react(self, run: Run, request: Request, name: str) -> None:

@@ -9,7 +9,9 @@ from typing import Any
 from jinja2 import Environment, PackageLoader, StrictUndefined
 
 _env = Environment(
-    loader=PackageLoader("bot", "templates"), undefined=StrictUndefined, autoescape=False,
+    loader=PackageLoader("bot", "templates"),
+    undefined=StrictUndefined,
+    autoescape=False,
     keep_trailing_newline=False,
 )
 

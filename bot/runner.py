@@ -47,23 +47,71 @@ def _slack(settings: Settings) -> tuple[Services, object]:
     return services, bolt
 
 
+class Server:
+    """`chatops serve` as an object: start it (port 0 picks a free port), use it, stop it."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        host: str = "0.0.0.0",
+        port: int = 3000,
+        workers: bool = True,
+        scheduler: bool = True,
+    ) -> None:
+        self.settings = settings
+        self.host = host
+        self.port = port
+        self.workers = workers
+        self.scheduler = scheduler
+        self.services, self.bolt = _slack(settings)
+        self._runner: web.AppRunner | None = None
+        self._background: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.services.db.migrate()
+        secret = self.settings.slack_signing_secret
+        app = build_web_app(
+            self.services,
+            self.bolt,
+            secret.get_secret_value() if secret else None,  # type: ignore[arg-type]
+            workers_enabled=self.workers,
+        )
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self.host, self.port, backlog=1024)
+        await site.start()
+        server = getattr(site, "_server", None)
+        if server is not None and server.sockets:
+            self.port = server.sockets[0].getsockname()[1]
+        log.info("listening on %s:%s (POST /slack/events, GET /healthz)", self.host, self.port)
+        self._background = asyncio.create_task(
+            _background(self.services, workers=self.workers, scheduler=self.scheduler)
+        )
+
+    async def wait(self) -> None:
+        assert self._background is not None
+        await self._background
+
+    async def stop(self) -> None:
+        if self._background is not None:
+            self._background.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._background
+        if self._runner is not None:
+            await self._runner.cleanup()
+        await self.services.close()
+
+
 async def serve(
     settings: Settings, *, host: str, port: int, workers: bool = True, scheduler: bool = True
 ) -> int:
-    services, bolt = _slack(settings)
-    await services.db.migrate()
-    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    app = build_web_app(services, bolt, secret)  # type: ignore[arg-type]
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, host, port, backlog=1024)
-    await site.start()
-    log.info("listening on %s:%s (POST /slack/events, GET /healthz)", host, port)
+    server = Server(settings, host=host, port=port, workers=workers, scheduler=scheduler)
+    await server.start()
     try:
-        await _background(services, workers=workers, scheduler=scheduler)
+        await server.wait()
     finally:
-        await runner.cleanup()
-        await services.close()
+        await server.stop()
     return 0
 
 

@@ -74,6 +74,8 @@ def build_services(
         worker_id=new_worker_id(),
         lease=timedelta(seconds=settings.chatops_lease_seconds),
     )
-    worker = Worker(runtime, concurrency=settings.chatops_workers, poll_interval=settings.chatops_poll_seconds)
+    worker = Worker(
+        runtime, concurrency=settings.chatops_workers, poll_interval=settings.chatops_poll_seconds
+    )
     intake = Intake(db, config, presenter, on_queued=worker.wake)
     return Services(settings, config, db, surface, presenter, runtime, worker, intake)

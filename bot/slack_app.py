@@ -121,8 +121,11 @@ def console_authorize(bot_user_id: str, team_id: str) -> Any:
 
     async def authorize(**_: Any) -> AuthorizeResult:
         return AuthorizeResult(
-            enterprise_id=None, team_id=team_id, bot_token="xoxb-console",
-            bot_user_id=bot_user_id, bot_id="BCONSOLE",
+            enterprise_id=None,
+            team_id=team_id,
+            bot_token="xoxb-console",
+            bot_user_id=bot_user_id,
+            bot_id="BCONSOLE",
         )
 
     return authorize

@@ -40,7 +40,11 @@ class Surface(Protocol):
     """What presenters and Slack actions need from a chat workspace."""
 
     async def post(
-        self, *, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
+        self,
+        *,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
     ) -> str: ...
 
@@ -73,12 +77,20 @@ class SlackSurface:
         self._users: dict[str, UserInfo] = {}
 
     async def post(
-        self, *, channel: str, text: str, blocks: list[dict[str, Any]] | None = None,
+        self,
+        *,
+        channel: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
     ) -> str:
         response = await self.client.chat_postMessage(
-            channel=channel, text=text, blocks=blocks, thread_ts=thread_ts,
-            unfurl_links=False, unfurl_media=False,
+            channel=channel,
+            text=text,
+            blocks=blocks,
+            thread_ts=thread_ts,
+            unfurl_links=False,
+            unfurl_media=False,
         )
         return str(response["ts"])
 
@@ -118,10 +130,13 @@ class SlackSurface:
             return None
         u = response.get("user") or {}
         info = UserInfo(
-            id=user_id, team_id=u.get("team_id"), is_bot=bool(u.get("is_bot")),
+            id=user_id,
+            team_id=u.get("team_id"),
+            is_bot=bool(u.get("is_bot")),
             is_restricted=bool(u.get("is_restricted")),
             is_ultra_restricted=bool(u.get("is_ultra_restricted")),
-            is_stranger=bool(u.get("is_stranger")), deleted=bool(u.get("deleted")),
+            is_stranger=bool(u.get("is_stranger")),
+            deleted=bool(u.get("deleted")),
         )
         self._users[user_id] = info
         return info

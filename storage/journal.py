@@ -33,14 +33,10 @@ async def begin_step(
     return step
 
 
-async def finish_step(
-    *, session: AsyncSession, step_id: int, status: StepStatus, **fields: Any
-) -> None:
+async def finish_step(*, session: AsyncSession, step_id: int, status: StepStatus, **fields: Any) -> None:
     """Journal the result of a step (and, for actions, how to reverse it)."""
     await session.execute(
-        update(Step)
-        .where(col(Step.id) == step_id)
-        .values(status=status, finished_at=now(), **fields)
+        update(Step).where(col(Step.id) == step_id).values(status=status, finished_at=now(), **fields)
     )
 
 
@@ -51,8 +47,14 @@ async def record_step(
     last = (await session.exec(select(func.max(Step.seq)).where(Step.run_id == run_id))).one()
     t = now()
     step = Step(
-        run_id=run_id, seq=(last or 0) + 1, kind=kind, name=name, status=status,
-        started_at=t, finished_at=t, **fields,
+        run_id=run_id,
+        seq=(last or 0) + 1,
+        kind=kind,
+        name=name,
+        status=status,
+        started_at=t,
+        finished_at=t,
+        **fields,
     )
     session.add(step)
     await session.flush()

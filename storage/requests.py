@@ -12,9 +12,7 @@ from storage.models import ProcessedEvent, Request, RequestBase, Run, RunStatus
 
 async def record_delivery(*, session: AsyncSession, key: str, kind: str) -> bool:
     """Remember a delivery (an event_id, a trigger_id). False if it was seen before."""
-    inserted = await insert_ignore(
-        session, ProcessedEvent, {"key": key, "kind": kind, "received_at": now()}
-    )
+    inserted = await insert_ignore(session, ProcessedEvent, {"key": key, "kind": kind, "received_at": now()})
     return inserted is not None
 
 
@@ -44,9 +42,7 @@ async def get_request(*, session: AsyncSession, request_id: int) -> Request | No
     return await session.get(Request, request_id)
 
 
-async def find_request(
-    *, session: AsyncSession, team_id: str, channel_id: str, ts: str
-) -> Request | None:
+async def find_request(*, session: AsyncSession, team_id: str, channel_id: str, ts: str) -> Request | None:
     stmt = select(Request).where(
         Request.team_id == team_id, Request.channel_id == channel_id, Request.ts == ts
     )

@@ -23,9 +23,7 @@ class LeaseLost(Exception):
         self.worker_id = worker_id
 
 
-async def claim_runs(
-    *, session: AsyncSession, worker_id: str, limit: int, lease: timedelta
-) -> list[int]:
+async def claim_runs(*, session: AsyncSession, worker_id: str, limit: int, lease: timedelta) -> list[int]:
     """Take up to `limit` runs: queued ones, and running ones whose lease expired.
 
     A run is claimable only if no earlier run in its thread is still active, so one
@@ -73,9 +71,7 @@ async def claim_runs(
     return sorted((await session.execute(stmt)).scalars().all())
 
 
-async def renew_lease(
-    *, session: AsyncSession, run_id: int, worker_id: str, lease: timedelta
-) -> None:
+async def renew_lease(*, session: AsyncSession, run_id: int, worker_id: str, lease: timedelta) -> None:
     """Extend this worker's lease; raise LeaseLost if another worker has the run."""
     t = now()
     stmt = (
@@ -156,9 +152,7 @@ async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
     return await session.get(Run, run_id, populate_existing=True)
 
 
-async def requeue_waiting(
-    *, session: AsyncSession, wait_reason: str, agent: str | None = None
-) -> list[int]:
+async def requeue_waiting(*, session: AsyncSession, wait_reason: str, agent: str | None = None) -> list[int]:
     """Put waiting runs (of one agent, or all) back in the queue; returns their ids."""
     cond = [Run.status == RunStatus.waiting, Run.wait_reason == wait_reason]
     if agent is not None:

@@ -89,7 +89,5 @@ async def find_tickets(
 
 
 async def comments_of(*, session: AsyncSession, ticket_id: int) -> list[TicketComment]:
-    stmt = select(TicketComment).where(TicketComment.ticket_id == ticket_id).order_by(
-        col(TicketComment.id)
-    )
+    stmt = select(TicketComment).where(TicketComment.ticket_id == ticket_id).order_by(col(TicketComment.id))
     return list((await session.exec(stmt)).all())

@@ -81,6 +81,7 @@ class Action(ABC):
 
 def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
     """Drop pydantic's titles; models read descriptions, and titles cost tokens."""
+
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
             return {k: strip(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}

@@ -61,7 +61,9 @@ class ConfiguredAction(Action):
             return None
         return render_text(self.cfg.resource, args.model_dump())
 
-    def _undo_data(self, params: dict[str, Any], extra: dict[str, Any] | None = None) -> dict[str, Any] | None:
+    def _undo_data(
+        self, params: dict[str, Any], extra: dict[str, Any] | None = None
+    ) -> dict[str, Any] | None:
         if self.cfg.undo is None:
             return None
         return {"params": params, **(extra or {})}
@@ -98,7 +100,9 @@ class CommandAction(ConfiguredAction):
             "CHATOPS_IDEMPOTENCY_KEY": ctx.idempotency_key,
         }
         proc = await asyncio.create_subprocess_exec(
-            "/bin/sh", "-c", command,
+            "/bin/sh",
+            "-c",
+            command,
             stdin=asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,

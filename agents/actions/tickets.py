@@ -24,9 +24,7 @@ class CreateArgs(BaseModel):
     title: str = Field(min_length=1, max_length=255, description="Short summary of the ticket")
     description: str = Field(default="", max_length=20000, description="Details")
     priority: Priority = "normal"
-    assignee: str | None = Field(
-        default=None, description="Slack user id of the assignee, e.g. U012AB3CD"
-    )
+    assignee: str | None = Field(default=None, description="Slack user id of the assignee, e.g. U012AB3CD")
 
 
 class TicketCreate(Action):
@@ -137,7 +135,9 @@ class TicketClose(_Restorable):
         if args.resolution:
             async with ctx.db.write() as session:
                 comment = await tickets.add_comment(
-                    session=session, ticket_id=args.ticket_id, author=ctx.requester.user_id,
+                    session=session,
+                    ticket_id=args.ticket_id,
+                    author=ctx.requester.user_id,
                     text=f"Resolution: {args.resolution}",
                 )
             undo["comment_id"] = comment.id
@@ -204,8 +204,11 @@ class TicketFind(Action):
         assert isinstance(args, FindArgs)
         async with ctx.db.read() as session:
             found = await tickets.find_tickets(
-                session=session, query=args.query, status=args.status,
-                assignee=args.assignee, limit=args.limit,
+                session=session,
+                query=args.query,
+                status=args.status,
+                assignee=args.assignee,
+                limit=args.limit,
             )
         lines = "\n".join(_line(t) for t in found) or "no tickets match"
         return ActionResult(

@@ -28,6 +28,8 @@ BUILTIN_ACTIONS = (
     "slack_post",
 )
 NAME = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$"
+Autonomy = Literal["auto", "approve", "propose"]
+AUTONOMY_ORDER = {"auto": 0, "approve": 1, "propose": 2}
 DEFAULT_INSTRUCTIONS = (
     "You are {{ agent.name }}, an operations agent working for a team in Slack. "
     "Do what the request asks using your tools, one step at a time, and then answer "
@@ -70,6 +72,7 @@ class ActionBase(Strict):
     idempotent: bool = False  # safe to run again after a crash left its result unknown
     resource: str | None = None  # jinja2 template naming what it touches ("service:{{ service }}")
     timeout: float = Field(default=60, gt=0, le=3600)
+    autonomy: Autonomy | None = None  # at least this strict for every agent using it
 
     @field_validator("params")
     @classmethod
@@ -117,10 +120,13 @@ class AgentConfig(Strict):
     actions: list[str] = Field(default_factory=lambda: list(BUILTIN_ACTIONS))
     max_steps: int = Field(default=12, ge=1, le=200)
     on_failure: Literal["rollback", "keep"] = "rollback"
+    autonomy: Autonomy = "auto"  # auto: act; approve: ask before every side effect; propose: only say
+    action_autonomy: dict[str, Autonomy] = Field(default_factory=dict)  # per action, for this agent
 
 
 class ControlConfig(Strict):
     admins: list[str] = Field(default_factory=list)
+    approval_timeout_hours: float = Field(default=24, gt=0, le=24 * 30)
 
 
 class SummaryConfig(Strict):
@@ -176,6 +182,15 @@ class Config(Strict):
             for action in agent.actions:
                 if action not in names:
                     problems.append((f"agents[{i}] ({agent.name})", "actions", f"unknown action {action!r}"))
+            for action in agent.action_autonomy:
+                if action not in agent.actions:
+                    problems.append(
+                        (
+                            f"agents[{i}] ({agent.name})",
+                            "action_autonomy",
+                            f"{action!r} is not in its actions",
+                        )
+                    )
             for channel in agent.channels:
                 if channel in served:
                     problems.append(

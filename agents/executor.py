@@ -8,13 +8,17 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from datetime import timedelta
+
 from agents import gate
+from agents.config import AUTONOMY_ORDER
 from agents.actions.base import Action, ActionContext, Requester
 from agents.errors import ActionError
 from agents.model import ToolCall
 from agents.runtime import Runtime
-from storage import journal
-from storage.models import Step, StepKind, StepStatus
+from storage import approvals, journal
+from storage.clock import now
+from storage.models import ApprovalStatus, Step, StepKind, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +61,11 @@ class Executor:
             args = action.args_model.model_validate(raw)
         except ValidationError as e:
             return await self._reject(call, f"invalid arguments for {call.name}: {_errors(e)}", raw)
+        level, reason = self.autonomy(action)
+        if level == "propose":
+            return await self._propose(call, action, args)
+        if level == "approve":
+            await self._approved(call, action, args, reason)
         key = f"chatops-{self.run_id}-{call.id}"
         ctx = self.context(key)
         async with self.rt.db.write() as session:
@@ -105,6 +114,89 @@ class Executor:
             fields["output"] = reply
         async with self.rt.db.write() as session:
             await journal.finish_step(session=session, step_id=step.id, status=status, **fields)
+        await self.rt.reporter.run_progressed(self.run_id)
+        return reply
+
+    def autonomy(self, action: Action) -> tuple[str, str]:
+        """How freely this agent may run this action, and why: (auto|approve|propose, reason)."""
+        agent = self.rt.config.agent(self.agent)
+        levels = [
+            (agent.autonomy if agent else "auto", f"agent {self.agent} is set to {{}}"),
+            ((agent.action_autonomy.get(action.name) if agent else None), f"{action.name} is set to {{}}"),
+            (action.autonomy, f"{action.name} is set to {{}}"),
+        ]
+        level, why = max(((lv, w) for lv, w in levels if lv), key=lambda x: AUTONOMY_ORDER[x[0]])
+        if action.read_only:
+            return "auto", "read-only"
+        if level == "auto" and action.risk == "high":
+            return "approve", "its risk is high"
+        if level == "auto" and not action.reversible:
+            return "approve", "it cannot be undone"
+        return level, why.format(level)
+
+    async def _approved(self, call: ToolCall, action: Action, args: BaseModel, reason: str) -> None:
+        """Return if a human approved this call; otherwise ask (AwaitingApproval) or stop (Denied)."""
+        async with self.rt.db.write() as session:
+            approval = await approvals.find_approval(
+                session=session, run_id=self.run_id, tool_call_id=call.id
+            )
+            if approval is None:
+                await gate.check(session=session, run_id=self.run_id, agent=self.agent)
+                hours = self.rt.config.control.approval_timeout_hours
+                approval = await approvals.request_approval(
+                    session=session,
+                    run_id=self.run_id,
+                    tool_call_id=call.id,
+                    action=action.name,
+                    arguments=args.model_dump(mode="json"),
+                    reason=reason,
+                    channel_id=self.requester.channel_id,
+                    expires_at=now() + timedelta(hours=hours),
+                )
+        assert approval.id is not None
+        if approval.status == ApprovalStatus.approved:
+            return
+        if approval.status == ApprovalStatus.pending:
+            raise gate.AwaitingApproval(approval.id, action.name)
+        why = (
+            f"denied by <@{approval.decided_by}>"
+            if approval.status == ApprovalStatus.denied
+            else "nobody approved it in time"
+        )
+        async with self.rt.db.write() as session:
+            await journal.record_step(
+                session=session,
+                run_id=self.run_id,
+                kind=StepKind.action,
+                name=action.name,
+                status=StepStatus.rejected,
+                tool_call_id=call.id,
+                arguments=args.model_dump(mode="json"),
+                error=why,
+                output=f"error: not approved: {why}",
+            )
+        raise gate.Denied(action.name, why)
+
+    async def _propose(self, call: ToolCall, action: Action, args: BaseModel) -> str:
+        """Autonomy "propose": journal what would be done, do nothing."""
+        arguments = args.model_dump(mode="json")
+        shown = ", ".join(f"{k}={v!r}" for k, v in arguments.items())
+        reply = (
+            f"not executed: this agent only proposes actions. Proposed: {action.name}({shown}). "
+            "Tell the user what you would do."
+        )
+        async with self.rt.db.write() as session:
+            await journal.record_step(
+                session=session,
+                run_id=self.run_id,
+                kind=StepKind.action,
+                name=action.name,
+                status=StepStatus.proposed,
+                tool_call_id=call.id,
+                arguments=arguments,
+                output=reply,
+                data={"summary": f"would run {action.name}({shown})"},
+            )
         await self.rt.reporter.run_progressed(self.run_id)
         return reply
 

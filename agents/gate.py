@@ -23,6 +23,21 @@ class UndoRequested(Interrupted):
         self.by_user = by_user
 
 
+class AwaitingApproval(Interrupted):
+    def __init__(self, approval_id: int, action: str) -> None:
+        super().__init__(f"approval: {action} waits for a human's Approve or Deny")
+        self.approval_id = approval_id
+        self.action = action
+
+
+class Denied(Interrupted):
+    """A human denied the action (or nobody decided in time): the run fails."""
+
+    def __init__(self, action: str, why: str) -> None:
+        super().__init__(f"{action} was not approved: {why}")
+        self.action = action
+
+
 async def check(*, session: AsyncSession, run_id: int, agent: str) -> None:
     """Raise Interrupted if the run may not take its next step.
 

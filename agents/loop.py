@@ -65,7 +65,12 @@ class RunLoop:
         except gate.UndoRequested as stop:
             await self._undo(stop.by_user)
         except gate.Paused as stop:
-            await self._wait(f"paused: {stop}")
+            await self._wait(str(stop))
+        except gate.AwaitingApproval as stop:
+            await self._wait(str(stop))
+            await self.rt.reporter.approval_requested(stop.approval_id)
+        except gate.Denied as stop:
+            await self._finish(RunStatus.failed, error=str(stop))
 
     async def _work(self, planner: Planner, steps: list[Step]) -> None:
         messages = self._conversation(steps)

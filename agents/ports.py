@@ -33,6 +33,10 @@ class Reporter(Protocol):
         """Steps were journaled, or the run started or waits: refresh its status message."""
         ...
 
+    async def approval_requested(self, approval_id: int) -> None:
+        """An action waits for a human: show it with Approve and Deny."""
+        ...
+
     async def run_finished(self, run_id: int) -> None:
         """The run reached a final status: refresh its status and post the outcome."""
         ...

@@ -39,6 +39,7 @@ Console commands:
   /agent <text>       the slash command
   /join <CHANNEL>     go to a channel (agents' channels are listed at start); /dm back to the DM
   /thread <n>         reply in the thread of message n; /top to leave the thread
+  /click <n> <button> press a button on message n (Undo, Approve, Deny, Pause)
   /as <user>          speak as another user: you, guest, stranger (for testing permissions)
   /help, /quit"""
 
@@ -51,6 +52,16 @@ class ConsoleMessage:
     user: str
     text: str
     thread_ts: str | None
+    blocks: list[dict[str, Any]] = field(default_factory=list)
+
+    def buttons(self) -> list[dict[str, Any]]:
+        return [
+            e
+            for b in self.blocks
+            if b.get("type") == "actions"
+            for e in b.get("elements", [])
+            if e.get("type") == "button"
+        ]
 
 
 @dataclass
@@ -81,6 +92,9 @@ class ConsoleSurface:
         indent = f"   └ in thread of ({parent.number}) " if m.thread_ts and parent else ""
         mark = "edited " if edited else ""
         lines = m.text.splitlines() or [""]
+        buttons = [b["text"]["text"] for b in m.buttons()]
+        if buttons:
+            lines.append("[" + "] [".join(buttons) + f"]   (/click {m.number} <button>)")
         print(f"{indent}[{where}] {who} ({mark}{m.number}): {lines[0]}", file=self.out)
         pad = " " * (len(indent) + 4)
         for line in lines[1:]:
@@ -98,6 +112,7 @@ class ConsoleSurface:
         thread_ts: str | None = None,
     ) -> str:
         m = self.add(channel=channel, user=BOT_USER, text=text, thread_ts=thread_ts)
+        m.blocks = blocks or []
         self.show(m)
         return m.ts
 
@@ -107,6 +122,7 @@ class ConsoleSurface:
         m = self.messages.get((channel, ts))
         if m is None:
             raise ActionError("message_not_found")
+        m.blocks = blocks or []
         if m.text != text:
             m.text = text
             self.show(m, edited=True)
@@ -123,6 +139,12 @@ class ConsoleSurface:
         m = self.messages.get((channel, ts))
         if m is not None:
             print(f"   (chatops reacted :{name}: to message {m.number})", file=self.out)
+
+    async def post_ephemeral(
+        self, *, channel: str, user: str, text: str, thread_ts: str | None = None
+    ) -> None:
+        print(f"   (only {_name(user)} sees) chatops: {text}", file=self.out)
+        self.out.flush()
 
     async def user(self, user_id: str) -> UserInfo | None:
         return self.users.get(user_id)
@@ -149,6 +171,7 @@ class Console:
         client = AsyncWebClient(base_url="http://127.0.0.1:9/")  # never called: no Slack here
         self.bolt = build_app(
             self.services.intake,
+            self.services.controls,
             client=client,
             signing_secret=None,
             authorize=console_authorize(BOT_USER, TEAM),
@@ -240,6 +263,8 @@ class Console:
             self.channel, self.thread = ("CGENERAL" if m.group(1) == "general" else m.group(1)), None
         elif m := re.fullmatch(r"/thread\s+(\d+)", text):
             self._enter_thread(int(m.group(1)))
+        elif m := re.fullmatch(r"/click\s+(\d+)\s+(.+)", text):
+            await self._click(int(m.group(1)), m.group(2))
         elif m := re.fullmatch(r"/as\s+(you|guest|stranger)", text):
             self.user = {"you": YOU, "guest": "UGUEST", "stranger": "USTRANGER"}[m.group(1)]
         elif m := re.fullmatch(r"/agent(?:\s+(.*))?", text):
@@ -296,6 +321,40 @@ class Console:
         reply = _ack_text(response.body)
         if reply:
             self.say(f"   (only you) chatops: {reply}")
+
+    async def _click(self, number: int, label: str) -> None:
+        m = self.surface.by_number(number)
+        button = None
+        if m is not None:
+            wanted = label.strip().lower()
+            button = next((b for b in m.buttons() if b["text"]["text"].lower().startswith(wanted)), None)
+        if m is None or button is None:
+            self.say(f"Message {number} has no button {label!r}.")
+            return
+        print(
+            f"   ({_name(self.user)} clicked [{button['text']['text']}] on message {number})", file=self.out
+        )
+        team_id = "TOTHER" if self.user == "USTRANGER" else TEAM
+        body = {
+            "type": "block_actions",
+            "user": {"id": self.user, "team_id": team_id},
+            "api_app_id": "ACONSOLE",
+            "team": {"id": TEAM},
+            "container": {"type": "message", "message_ts": m.ts, "channel_id": m.channel},
+            "channel": {"id": m.channel},
+            "message": {"ts": m.ts, "thread_ts": m.thread_ts, "text": m.text},
+            "trigger_id": f"console.{next(self._events)}",
+            "actions": [
+                {
+                    "action_id": button["action_id"],
+                    "block_id": "console",
+                    "value": button.get("value", ""),
+                    "type": "button",
+                    "action_ts": m.ts,
+                }
+            ],
+        }
+        await self._dispatch(body)
 
     def _envelope(self, event: dict[str, Any]) -> dict[str, Any]:
         return {

@@ -41,6 +41,8 @@ class Incoming:
     delivery: str | None
     """Unique key of this delivery: the event_id, or the command's trigger_id."""
     source: str = "slack"
+    user_team: str | None = None
+    """The sender's own workspace when Slack says (shared channels)."""
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,16 @@ class Intake:
             if agent is not None:
                 return (agent, "thread")  # a follow-up queues behind the thread's run
         return None
+
+    async def first_delivery(self, m: Incoming) -> bool:
+        """True the first time this message is seen (a command must not run twice).
+
+        Keyed on the message itself, so a retry and the double delivery of a mention as
+        `app_mention` and `message` both count as seen.
+        """
+        key = f"message:{m.team_id}:{m.channel_id}:{m.ts}"
+        async with self.db.write() as session:
+            return await requests.record_delivery(session=session, key=key, kind="command")
 
     async def accept(self, m: Incoming, *, agent: str, kind: str) -> Accepted | None:
         """Persist the request and queue its run. None if this was already taken."""

@@ -9,6 +9,7 @@ outcome is always delivered (a failed post is retried by `redeliver`).
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import defaultdict
@@ -16,9 +17,9 @@ from dataclasses import dataclass
 
 from bot.render import Message, escape, render
 from bot.surface import Surface
-from storage import journal, requests, runs
+from storage import approvals, controls, journal, requests, runs
 from storage.engine import Database
-from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus
+from storage.models import Approval, ApprovalStatus, Request, Run, RunStatus, Step, StepKind, StepStatus
 from storage.runs import PENDING
 
 log = logging.getLogger(__name__)
@@ -46,6 +47,8 @@ class RunView:
     run: Run
     request: Request
     steps: list[Step]
+    paused_by: str | None = None
+    """When the run is queued behind a pause: which pause ("all agents" or the agent)."""
 
     @property
     def planner(self) -> str:
@@ -64,7 +67,18 @@ class RunView:
 
     def header(self) -> str:
         r = self.run
+        if r.undone_by and self.active:
+            return f":leftwards_arrow_with_hook: Undoing run #{r.id} ({r.agent}), asked by <@{r.undone_by}>."
+        if r.status == RunStatus.queued and self.paused_by:
+            return (
+                f":double_vertical_bar: *{r.agent}* took this: run #{r.id} is queued and waits "
+                f"because {self.paused_by} paused."
+            )
         return HEADERS[RunStatus(r.status)].format(agent=r.agent, id=r.id, reason=r.wait_reason or "")
+
+    @property
+    def active(self) -> bool:
+        return self.run.status in (RunStatus.queued, RunStatus.running, RunStatus.waiting)
 
     def lines(self) -> list[str]:
         out = []
@@ -100,6 +114,8 @@ def _action_line(s: Step) -> str:
         return f":leftwards_arrow_with_hook: ~{_summary(s)}~ (reversed)"
     if s.status == StepStatus.intent:
         return f":hourglass_flowing_sand: {s.name}…"
+    if s.status == StepStatus.proposed:
+        return f":memo: proposed (not done): {_summary(s).removeprefix('would run ')}"
     if s.status == StepStatus.rejected:
         return f":warning: rejected a call to {s.name}: {s.error}"
     return f":x: {s.name}: {s.error}"
@@ -175,12 +191,22 @@ class Presenter:
                 return None
             request = await requests.get_request(session=session, request_id=run.request_id)
             steps = await journal.steps_of(session=session, run_id=run_id)
-        return RunView(run, request, steps) if request else None
+            pause = None
+            if run.status == RunStatus.queued:
+                pause = await controls.paused_scope(session=session, agent=run.agent)
+        paused_by = None if pause is None else ("all agents are" if pause.scope == "*" else f"{run.agent} is")
+        return RunView(run, request, steps, paused_by) if request else None
 
     def _status_message(self, view: RunView) -> Message:
         text = "\n".join([view.header(), *view.lines(), f"_{view.footer()}_"])
         return render(
-            "status.json.j2", text=text, header=view.header(), lines=view.lines(), footer=view.footer()
+            "status.json.j2",
+            text=text,
+            header=view.header(),
+            lines=view.lines(),
+            footer=view.footer(),
+            run=view.run,
+            pausable=view.active and view.run.status != RunStatus.waiting,
         )
 
     async def _refresh(self, run_id: int) -> None:
@@ -234,13 +260,15 @@ class Presenter:
         self._last_text[run.id] = message.text
 
     async def _deliver_outcome(self, run_id: int) -> None:
+        """The outcome reply, exactly once; for an undone run, the undo report, exactly once."""
         view = await self._load(run_id)
         if view is None or view.run.status not in FINAL_REACTION or not _is_ts(view.run.thread_ts):
             return
+        field = "undo_ts" if view.run.undone_by else "outcome_ts"
         async with self.db.write() as session:
-            if not await runs.claim_message(session=session, run_id=run_id, field="outcome_ts"):
+            if not await runs.claim_message(session=session, run_id=run_id, field=field):
                 return
-        message = self._outcome_message(view)
+        message = self._undo_message(view) if view.run.undone_by else self._outcome_message(view)
         try:
             ts = await self.surface.post(
                 channel=view.run.channel_id,
@@ -250,11 +278,103 @@ class Presenter:
             )
         except BaseException:
             async with self.db.write() as session:
-                await runs.set_message_ts(session=session, run_id=run_id, field="outcome_ts", ts=None)
+                await runs.set_message_ts(session=session, run_id=run_id, field=field, ts=None)
             raise
         async with self.db.write() as session:
-            await runs.set_message_ts(session=session, run_id=run_id, field="outcome_ts", ts=ts)
+            await runs.set_message_ts(session=session, run_id=run_id, field=field, ts=ts)
+            if field == "undo_ts" and view.run.outcome_ts is None:  # undone before it had an outcome
+                await runs.set_message_ts(session=session, run_id=run_id, field="outcome_ts", ts=ts)
         await self._react(view.run, view.request, FINAL_REACTION[RunStatus(view.run.status)])
+
+    def _undo_message(self, view: RunView) -> Message:
+        run = view.run
+        header = (
+            f":leftwards_arrow_with_hook: Undo of run #{run.id} ({run.agent}), asked by <@{run.undone_by}>."
+        )
+        report = (run.error or "").strip() or "There was nothing to reverse."
+        text = f"{header}\n{report}"
+        return render(
+            "outcome.json.j2",
+            text=text,
+            header=header,
+            answer="",
+            done=[],
+            problem=report,
+            undoable=False,
+            run=run,
+            footer=view.footer(),
+        )
+
+    # Approvals ------------------------------------------------------------------
+
+    async def approval_requested(self, approval_id: int) -> None:
+        await self._safely(self._post_approval(approval_id))
+
+    async def approval_decided(self, approval_id: int) -> None:
+        """Replace the Approve/Deny buttons with the decision."""
+        await self._safely(self._update_approval(approval_id))
+
+    async def _post_approval(self, approval_id: int) -> None:
+        async with self.db.write() as session:
+            approval = await approvals.get_approval(session=session, approval_id=approval_id)
+            if approval is None or approval.status != ApprovalStatus.pending:
+                return
+            if not await approvals.claim_approval_message(session=session, approval_id=approval_id):
+                return
+            run = await runs.get_run(session=session, run_id=approval.run_id)
+        assert run is not None
+        message = self._approval_message(approval, run)
+        try:
+            ts = await self.surface.post(
+                channel=run.channel_id, text=message.text, blocks=message.blocks, thread_ts=run.thread_ts
+            )
+        except BaseException:
+            async with self.db.write() as session:
+                await approvals.set_approval_message(session=session, approval_id=approval_id, ts=None)
+            raise
+        async with self.db.write() as session:
+            await approvals.set_approval_message(session=session, approval_id=approval_id, ts=ts)
+
+    async def _update_approval(self, approval_id: int) -> None:
+        async with self.db.read() as session:
+            approval = await approvals.get_approval(session=session, approval_id=approval_id)
+            run = await runs.get_run(session=session, run_id=approval.run_id) if approval else None
+        if approval is None or run is None or not _is_ts(approval.message_ts):
+            return
+        message = self._approval_message(approval, run)
+        await self.surface.update(
+            channel=run.channel_id, ts=approval.message_ts or "", text=message.text, blocks=message.blocks
+        )
+
+    def _approval_message(self, approval: Approval, run: Run) -> Message:
+        args = (
+            json.dumps(approval.arguments, indent=1, ensure_ascii=False)
+            if approval.arguments
+            else "(no arguments)"
+        )
+        if approval.status == ApprovalStatus.pending:
+            header = (
+                f":raised_hand: Run #{run.id} ({run.agent}) wants to run *{approval.action}* and waits "
+                f"for a human, because {approval.reason}."
+            )
+            footer = f"approval #{approval.id} · expires {approval.expires_at:%Y-%m-%d %H:%M} UTC"
+        else:
+            icon = {"approved": ":white_check_mark:", "denied": ":no_entry:"}.get(
+                approval.status, ":hourglass:"
+            )
+            who = f" by <@{approval.decided_by}>" if approval.decided_by != "system" else ""
+            header = f"{icon} *{approval.action}* for run #{run.id}: {approval.status}{who}."
+            footer = f"approval #{approval.id}"
+        text = f"{header}\n{args}"
+        return render(
+            "approval.json.j2",
+            text=text,
+            header=header,
+            arguments=args,
+            footer=footer,
+            approval=approval,
+            pending=approval.status == ApprovalStatus.pending,
+        )
 
     def _outcome_message(self, view: RunView) -> Message:
         run = view.run

@@ -18,7 +18,7 @@ from storage.engine import Database
 
 log = logging.getLogger("chatops")
 
-REDELIVER_SECONDS = 30.0
+HOUSEKEEPING_SECONDS = 30.0
 
 
 async def migrate(settings: Settings) -> int:
@@ -43,7 +43,7 @@ def _slack(settings: Settings) -> tuple[Services, object]:
     client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     services = build_services(settings, SlackSurface(client))
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    bolt = build_app(services.intake, client=client, signing_secret=secret)
+    bolt = build_app(services.intake, services.controls, client=client, signing_secret=secret)
     return services, bolt
 
 
@@ -153,7 +153,7 @@ async def _background(services: Services, *, workers: bool, scheduler: bool) -> 
     tasks = []
     if workers:
         tasks.append(asyncio.create_task(services.worker.run_forever(), name="worker"))
-    tasks.append(asyncio.create_task(_redeliver_forever(services), name="redeliver"))
+    tasks.append(asyncio.create_task(_housekeeping(services), name="housekeeping"))
     try:
         await asyncio.gather(*tasks)
     finally:
@@ -166,13 +166,15 @@ async def _background(services: Services, *, workers: bool, scheduler: bool) -> 
                 await t
 
 
-async def _redeliver_forever(services: Services) -> None:
+async def _housekeeping(services: Services) -> None:
+    """Periodic duties of every process: deliver outcomes Slack refused, expire approvals."""
     while True:
-        await asyncio.sleep(REDELIVER_SECONDS)
-        try:
-            await services.presenter.redeliver()
-        except Exception:  # broad on purpose: retried next period
-            log.exception("redelivering outcomes failed")
+        await asyncio.sleep(HOUSEKEEPING_SECONDS)
+        for job in (services.presenter.redeliver, services.controls.expire_approvals):
+            try:
+                await job()
+            except Exception:  # broad on purpose: retried next period
+                log.exception("housekeeping job %s failed", job.__name__)
 
 
 def _safe_url(url: str) -> str:

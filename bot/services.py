@@ -12,6 +12,7 @@ from agents.model import OpenAIPlanner, Planner, make_client
 from agents.offline import OfflinePlanner
 from agents.runtime import Runtime
 from agents.worker import Worker, new_worker_id
+from bot.controls import Controls
 from bot.intake import Intake
 from bot.presenter import Presenter
 from bot.settings import Settings
@@ -31,6 +32,7 @@ class Services:
     runtime: Runtime
     worker: Worker
     intake: Intake
+    controls: Controls
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -78,4 +80,5 @@ def build_services(
         runtime, concurrency=settings.chatops_workers, poll_interval=settings.chatops_poll_seconds
     )
     intake = Intake(db, config, presenter, on_queued=worker.wake)
-    return Services(settings, config, db, surface, presenter, runtime, worker, intake)
+    controls = Controls(db, config, surface, presenter, wake=worker.wake)
+    return Services(settings, config, db, surface, presenter, runtime, worker, intake, controls)

@@ -1,9 +1,10 @@
 """The bolt AsyncApp: every Slack delivery enters here (HTTP, Socket Mode, or the console).
 
 `process_before_response=True`, so the HTTP answer (the ack) goes out only after
-the listener has stored what it must: requests are persisted before the ack, and
-an exception while storing answers 500 so that Slack delivers again.
-Listeners only store and route; the model and actions run on workers.
+the listener has stored what it must: requests are persisted (and commands
+performed) before the ack, and an exception while storing answers 500 so that
+Slack delivers again. Listeners only store, route and control; the model and
+actions run on workers.
 """
 
 from __future__ import annotations
@@ -16,15 +17,19 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
+from bot.commands import Command, parse
+from bot.controls import Controls, Where
 from bot.intake import Incoming, Intake
 
 log = logging.getLogger(__name__)
 
 HUMAN_SUBTYPES = {None, "thread_broadcast", "file_share"}
+PUBLIC_VERBS = {"pause", "resume"}  # announced in the channel, not only to the one who asked
 
 
 def build_app(
     intake: Intake,
+    controls: Controls,
     *,
     client: AsyncWebClient,
     signing_secret: str | None,
@@ -41,20 +46,33 @@ def build_app(
 
     @app.event("app_mention")
     async def on_mention(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
-        await _take(intake, body, event, "mention", context.bot_user_id)
+        await _take(intake, controls, body, event, "mention", context.bot_user_id)
 
     @app.event("message")
     async def on_message(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
-        await _take(intake, body, event, "message", context.bot_user_id)
+        await _take(intake, controls, body, event, "message", context.bot_user_id)
 
     @app.command("/agent")
     async def on_agent(ack: Any, command: dict[str, Any], context: Any) -> None:
         text = (command.get("text") or "").strip()
         if not text:
-            await ack("Tell me what to do: `/agent create a ticket for the login bug`.")
+            await ack("Tell me what to do: `/agent create a ticket for the login bug`, or `/agent help`.")
+            return
+        team_id = context.team_id or command.get("team_id") or ""
+        control = parse(text, slash=True)
+        if control is not None:
+            if control.verb != "help":
+                refusal = await controls.refusal(command["user_id"], team_id=team_id)
+                if refusal:
+                    await ack(await controls.refused(command["user_id"], control.verb, refusal))
+                    return
+            where = Where(team_id, command["channel_id"], None)
+            reply = await controls.run_command(control, user_id=command["user_id"], where=where)
+            public = control.verb in PUBLIC_VERBS and "already" not in reply
+            await ack(text=reply, response_type="in_channel" if public else "ephemeral")
             return
         m = Incoming(
-            team_id=command.get("team_id") or "",
+            team_id=team_id,
             channel_id=command["channel_id"],
             user_id=command["user_id"],
             text=text,
@@ -72,6 +90,53 @@ def build_app(
         else:
             await ack(f"Run #{accepted.run_id} for *{accepted.agent}*: I'll report in the thread.")
 
+    @app.action("chatops_undo")
+    async def on_undo(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
+        await ack()
+        await _button(
+            controls,
+            body,
+            context,
+            "undo",
+            lambda user, where: controls.undo(user, where=where, run_id=_int(action.get("value"))),
+        )
+
+    @app.action("chatops_approve")
+    async def on_approve(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
+        await ack()
+        await _button(
+            controls,
+            body,
+            context,
+            "approve",
+            lambda user, where: controls.decide(user, _int(action.get("value")) or 0, approve=True),
+        )
+
+    @app.action("chatops_deny")
+    async def on_deny(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
+        await ack()
+        await _button(
+            controls,
+            body,
+            context,
+            "deny",
+            lambda user, where: controls.decide(user, _int(action.get("value")) or 0, approve=False),
+        )
+
+    @app.action("chatops_pause")
+    async def on_pause(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
+        await ack()
+        await _button(
+            controls,
+            body,
+            context,
+            "pause",
+            lambda user, where: controls.run_command(
+                Command("pause", str(action.get("value") or "")), user_id=user, where=where
+            ),
+            public=True,
+        )
+
     @app.event(re.compile(".*"))
     async def on_other_event() -> None:
         """Acknowledge every other event so Slack does not retry it (a 404 would)."""
@@ -84,14 +149,57 @@ def build_app(
 
 
 async def _take(
-    intake: Intake, body: dict[str, Any], event: dict[str, Any], via: str, bot_user_id: str | None
+    intake: Intake,
+    controls: Controls,
+    body: dict[str, Any],
+    event: dict[str, Any],
+    via: str,
+    bot_user_id: str | None,
 ) -> None:
     m = incoming(body, event, via)
     if m is None:
         return
     routed = await intake.route(m, bot_user_id)
-    if routed is not None:
+    if routed is None:
+        return
+    command = parse(m.text)
+    if command is None:
         await intake.accept(m, agent=routed[0], kind=routed[1])
+        return
+    if not await intake.first_delivery(m):
+        return
+    thread_ts = m.thread_ts or m.ts
+    refusal = await controls.refusal(m.user_id, team_id=m.team_id, user_team=m.user_team)
+    if refusal:
+        text = await controls.refused(m.user_id, command.verb, refusal)
+        await controls.surface.post_ephemeral(
+            channel=m.channel_id, user=m.user_id, text=text, thread_ts=thread_ts
+        )
+        return
+    where = Where(m.team_id, m.channel_id, m.thread_ts if m.thread_ts != m.ts else None)
+    reply = await controls.run_command(command, user_id=m.user_id, where=where)
+    await controls.surface.post(channel=m.channel_id, text=reply, thread_ts=thread_ts)
+
+
+async def _button(
+    controls: Controls, body: dict[str, Any], context: Any, verb: str, act: Any, *, public: bool = False
+) -> None:
+    user = body.get("user") or {}
+    user_id = user.get("id") or ""
+    container = body.get("container") or {}
+    channel = (body.get("channel") or {}).get("id") or container.get("channel_id") or ""
+    message = body.get("message") or {}
+    thread_ts = message.get("thread_ts") or container.get("thread_ts")
+    team_id = context.team_id or (body.get("team") or {}).get("id") or ""
+    refusal = await controls.refusal(user_id, team_id=team_id, user_team=user.get("team_id"))
+    if refusal:
+        text = await controls.refused(user_id, verb, refusal)
+    else:
+        text = await act(user_id, Where(team_id, channel, thread_ts))
+    if public and not refusal:
+        await controls.surface.post(channel=channel, text=text, thread_ts=thread_ts)
+    else:
+        await controls.surface.post_ephemeral(channel=channel, user=user_id, text=text, thread_ts=thread_ts)
 
 
 def incoming(body: dict[str, Any], event: dict[str, Any], via: str) -> Incoming | None:
@@ -103,6 +211,7 @@ def incoming(body: dict[str, Any], event: dict[str, Any], via: str) -> Incoming 
         return None
     authorizations = body.get("authorizations") or [{}]
     team_id = authorizations[0].get("team_id") or body.get("team_id") or event.get("team") or ""
+    user_team = event.get("user_team")
     return Incoming(
         team_id=team_id,
         channel_id=channel,
@@ -113,7 +222,12 @@ def incoming(body: dict[str, Any], event: dict[str, Any], via: str) -> Incoming 
         channel_type=event.get("channel_type") or ("im" if channel.startswith("D") else None),
         via="mention" if via == "mention" else "message",
         delivery=body.get("event_id"),
+        user_team=user_team if isinstance(user_team, str) and user_team.startswith("T") else None,
     )
+
+
+def _int(value: Any) -> int | None:
+    return int(value) if isinstance(value, str) and value.isdigit() else None
 
 
 def console_authorize(bot_user_id: str, team_id: str) -> Any:

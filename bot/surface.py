@@ -58,6 +58,12 @@ class Surface(Protocol):
 
     async def react(self, *, channel: str, ts: str, name: str) -> None: ...
 
+    async def post_ephemeral(
+        self, *, channel: str, user: str, text: str, thread_ts: str | None = None
+    ) -> None:
+        """A message only `user` sees."""
+        ...
+
     async def user(self, user_id: str) -> UserInfo | None: ...
 
 
@@ -119,6 +125,11 @@ class SlackSurface:
         except SlackApiError as e:
             if _code(e) != "already_reacted":
                 raise
+
+    async def post_ephemeral(
+        self, *, channel: str, user: str, text: str, thread_ts: str | None = None
+    ) -> None:
+        await self.client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
 
     async def user(self, user_id: str) -> UserInfo | None:
         if user_id in self._users:

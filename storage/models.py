@@ -42,6 +42,7 @@ class StepStatus(StrEnum):
     succeeded = "succeeded"
     failed = "failed"
     rejected = "rejected"  # never ran: unknown tool, bad arguments, refused
+    proposed = "proposed"  # autonomy "propose": described to the user, not run
     compensated = "compensated"  # an action step whose effect was reversed
 
 
@@ -108,6 +109,7 @@ class Run(SQLModel, table=True):
     # reply ("pending" while a poster holds the claim).
     status_ts: str | None = Field(default=None, max_length=32)
     outcome_ts: str | None = Field(default=None, max_length=32)
+    undo_ts: str | None = Field(default=None, max_length=32)  # the reply saying what undo reversed
     created_at: datetime = Field(default_factory=now)
     started_at: datetime | None = None
     finished_at: datetime | None = None
@@ -181,6 +183,48 @@ class Control(SQLModel, table=True):
     by_user: str | None = Field(default=None, max_length=64)
     reason: str | None = Field(default=None, max_length=255)
     changed_at: datetime = Field(default_factory=now)
+
+
+class ApprovalStatus(StrEnum):
+    pending = "pending"
+    approved = "approved"
+    denied = "denied"
+    expired = "expired"
+
+
+class Approval(SQLModel, table=True):
+    """A human decision an action waits for. One per (run, tool call)."""
+
+    __tablename__ = "approvals"
+    __table_args__ = (
+        UniqueConstraint("run_id", "tool_call_id", name="uq_approval_call"),
+        Index("ix_approvals_status_expires", "status", "expires_at"),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    tool_call_id: str = Field(max_length=128)
+    action: str = Field(max_length=128)
+    arguments: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    reason: str = Field(max_length=255)  # why a human must decide: "risk high", "irreversible"...
+    status: str = Field(default=ApprovalStatus.pending, max_length=16)
+    requested_at: datetime = Field(default_factory=now)
+    expires_at: datetime
+    decided_by: str | None = Field(default=None, max_length=64)
+    decided_at: datetime | None = None
+    channel_id: str = Field(max_length=32)
+    message_ts: str | None = Field(default=None, max_length=32)  # the Approve/Deny message
+
+
+class AuditEvent(SQLModel, table=True):
+    """Who did what, when: every control action and every refusal."""
+
+    __tablename__ = "audit_events"
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=now, index=True)
+    actor: str = Field(max_length=64)  # a Slack user id, or "system"
+    action: str = Field(max_length=32)  # pause, resume, undo, approve, deny, refused, ...
+    target: str = Field(default="", max_length=128)  # "agent:ops", "run:42", "approval:7"
+    detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
 class Meta(SQLModel, table=True):

@@ -153,8 +153,8 @@ async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
 
 
 async def requeue_waiting(*, session: AsyncSession, wait_reason: str, agent: str | None = None) -> list[int]:
-    """Put waiting runs (of one agent, or all) back in the queue; returns their ids."""
-    cond = [Run.status == RunStatus.waiting, Run.wait_reason == wait_reason]
+    """Put runs waiting for `wait_reason` (a prefix, e.g. "paused") back in the queue."""
+    cond = [Run.status == RunStatus.waiting, col(Run.wait_reason).startswith(wait_reason)]
     if agent is not None:
         cond.append(Run.agent == agent)
     stmt = (
@@ -177,7 +177,7 @@ PENDING = "pending"  # a message field claimed by a poster that has not saved th
 
 
 async def claim_message(*, session: AsyncSession, run_id: int, field: str) -> bool:
-    """True for exactly one caller: the one who posts that message (`status_ts`/`outcome_ts`)."""
+    """True for exactly one caller: the one who posts that message (status, outcome, undo)."""
     column = _message_column(field)
     result = await session.execute(
         update(Run).where(col(Run.id) == run_id, column.is_(None)).values({field: PENDING})
@@ -192,7 +192,7 @@ async def set_message_ts(*, session: AsyncSession, run_id: int, field: str, ts: 
 
 
 def _message_column(field: str) -> Any:
-    if field not in ("status_ts", "outcome_ts"):
+    if field not in ("status_ts", "outcome_ts", "undo_ts"):
         raise ValueError(f"not a message field: {field}")
     return col(getattr(Run, field))
 
@@ -219,3 +219,43 @@ async def set_thread(*, session: AsyncSession, run_id: int, thread_ts: str) -> N
     if request is not None:
         request.thread_ts = thread_ts
         session.add(request)
+
+
+async def request_undo(*, session: AsyncSession, run_id: int, by_user: str) -> str:
+    """Ask for a run to be reversed: "requested", "already" (undone or being undone), "missing".
+
+    A run that is not running is queued again so a worker performs the reversal under
+    its lease; a running run sees the request at its next step boundary.
+    """
+    run = await session.get(Run, run_id, populate_existing=True)
+    if run is None:
+        return "missing"
+    if run.undone_by or run.status == RunStatus.rolled_back:
+        return "already"
+    run.undone_by = by_user
+    if run.status != RunStatus.running:
+        run.status = RunStatus.queued
+        run.wait_reason = None
+    run.updated_at = now()
+    session.add(run)
+    return "requested"
+
+
+async def latest_run(
+    *, session: AsyncSession, team_id: str, channel_id: str, thread_ts: str | None = None
+) -> Run | None:
+    """The newest run in a thread, or in the whole channel when thread_ts is None."""
+    stmt = select(Run).where(Run.team_id == team_id, Run.channel_id == channel_id)
+    if thread_ts is not None:
+        stmt = stmt.where(Run.thread_ts == thread_ts)
+    return (await session.exec(stmt.order_by(col(Run.id).desc()).limit(1))).first()
+
+
+async def requeue(*, session: AsyncSession, run_id: int) -> bool:
+    """Put one waiting run back in the queue (an approval was decided)."""
+    result = await session.execute(
+        update(Run)
+        .where(col(Run.id) == run_id, Run.status == RunStatus.waiting)
+        .values(status=RunStatus.queued, wait_reason=None, updated_at=now())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

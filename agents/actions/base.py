@@ -57,6 +57,8 @@ class Action(ABC):
     read_only: bool = False
     idempotent: bool = False
     """Safe to run again with the same idempotency key when a crash hid its result."""
+    autonomy: str | None = None
+    """At least this strict (auto, approve, propose) for every agent."""
     family: ClassVar[str] = "builtin"
 
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:

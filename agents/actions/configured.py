@@ -55,6 +55,7 @@ class ConfiguredAction(Action):
         self.reversible = cfg.is_reversible()
         self.read_only = cfg.read_only
         self.idempotent = cfg.idempotent or cfg.read_only
+        self.autonomy = cfg.autonomy
 
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:
         if not self.cfg.resource:

@@ -1,0 +1,106 @@
+"""Approvals: an action waits for a human's Approve or Deny."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import update
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.clock import now
+from storage.dialect import insert_ignore
+from storage.models import Approval, ApprovalStatus
+
+
+async def find_approval(*, session: AsyncSession, run_id: int, tool_call_id: str) -> Approval | None:
+    stmt = select(Approval).where(Approval.run_id == run_id, Approval.tool_call_id == tool_call_id)
+    return (await session.exec(stmt)).first()
+
+
+async def request_approval(
+    *,
+    session: AsyncSession,
+    run_id: int,
+    tool_call_id: str,
+    action: str,
+    arguments: dict[str, Any],
+    reason: str,
+    channel_id: str,
+    expires_at: datetime,
+) -> Approval:
+    """The pending approval for this call (created once, however often it is asked for)."""
+    await insert_ignore(
+        session,
+        Approval,
+        {
+            "run_id": run_id,
+            "tool_call_id": tool_call_id,
+            "action": action,
+            "arguments": arguments,
+            "reason": reason,
+            "status": ApprovalStatus.pending,
+            "requested_at": now(),
+            "expires_at": expires_at,
+            "channel_id": channel_id,
+        },
+    )
+    approval = await find_approval(session=session, run_id=run_id, tool_call_id=tool_call_id)
+    assert approval is not None
+    return approval
+
+
+async def get_approval(*, session: AsyncSession, approval_id: int) -> Approval | None:
+    return await session.get(Approval, approval_id, populate_existing=True)
+
+
+async def decide(
+    *, session: AsyncSession, approval_id: int, status: ApprovalStatus, by_user: str
+) -> bool:
+    """Approve or deny a pending approval; False if it was already decided or expired."""
+    result = await session.execute(
+        update(Approval)
+        .where(col(Approval.id) == approval_id, Approval.status == ApprovalStatus.pending)
+        .values(status=status, decided_by=by_user, decided_at=now())
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def expire_due(*, session: AsyncSession) -> list[Approval]:
+    """Mark pending approvals past their deadline as expired; returns them."""
+    t = now()
+    due = list(
+        (
+            await session.exec(
+                select(Approval).where(
+                    Approval.status == ApprovalStatus.pending, col(Approval.expires_at) <= t
+                )
+            )
+        ).all()
+    )
+    for approval in due:
+        approval.status = ApprovalStatus.expired
+        approval.decided_at = t
+        approval.decided_by = "system"
+        session.add(approval)
+    return due
+
+
+async def pending_approvals(*, session: AsyncSession) -> list[Approval]:
+    stmt = select(Approval).where(Approval.status == ApprovalStatus.pending).order_by(col(Approval.id))
+    return list((await session.exec(stmt)).all())
+
+
+async def set_approval_message(*, session: AsyncSession, approval_id: int, ts: str | None) -> None:
+    await session.execute(update(Approval).where(col(Approval.id) == approval_id).values(message_ts=ts))
+
+
+async def claim_approval_message(*, session: AsyncSession, approval_id: int) -> bool:
+    """True for exactly one poster of the Approve/Deny message."""
+    result = await session.execute(
+        update(Approval)
+        .where(col(Approval.id) == approval_id, col(Approval.message_ts).is_(None))
+        .values(message_ts="pending")
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]

@@ -73,6 +73,7 @@ class ActionBase(Strict):
     resource: str | None = None  # jinja2 template naming what it touches ("service:{{ service }}")
     timeout: float = Field(default=60, gt=0, le=3600)
     autonomy: Autonomy | None = None  # at least this strict for every agent using it
+    customers: bool = False  # may run on a customer's (guest's, external user's) request
 
     @field_validator("params")
     @classmethod
@@ -122,6 +123,7 @@ class AgentConfig(Strict):
     on_failure: Literal["rollback", "keep"] = "rollback"
     autonomy: Autonomy = "auto"  # auto: act; approve: ask before every side effect; propose: only say
     action_autonomy: dict[str, Autonomy] = Field(default_factory=dict)  # per action, for this agent
+    customer_actions: list[str] | None = None  # what customers may reach; default: actions marked so
 
 
 class ControlConfig(Strict):
@@ -182,6 +184,15 @@ class Config(Strict):
             for action in agent.actions:
                 if action not in names:
                     problems.append((f"agents[{i}] ({agent.name})", "actions", f"unknown action {action!r}"))
+            for action in agent.customer_actions or []:
+                if action not in agent.actions:
+                    problems.append(
+                        (
+                            f"agents[{i}] ({agent.name})",
+                            "customer_actions",
+                            f"{action!r} is not in its actions",
+                        )
+                    )
             for action in agent.action_autonomy:
                 if action not in agent.actions:
                     problems.append(

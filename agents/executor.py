@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
-from datetime import timedelta
-
 from agents import gate
-from agents.config import AUTONOMY_ORDER
 from agents.actions.base import Action, ActionContext, Requester
+from agents.config import AUTONOMY_ORDER
 from agents.errors import ActionError
 from agents.model import ToolCall
 from agents.runtime import Runtime

@@ -49,7 +49,8 @@ class RunLoop:
             await self._finish(RunStatus.failed, error=f"agent {run.agent!r} is no longer configured")
             return
         self.agent = agent
-        self.actions: dict[str, Action] = self.rt.registry.for_agent(agent)
+        customer = request.requester_role == "customer"
+        self.actions: dict[str, Action] = self.rt.registry.for_agent(agent, customer=customer)
         self.executor = Executor(
             self.rt, run_id=self.run_id, agent=agent.name, requester=self.requester, actions=self.actions
         )
@@ -225,9 +226,14 @@ class RunLoop:
             "now": now().isoformat(timespec="seconds"),
         }
         instructions = render_text(self.agent.instructions, context)
+        who = (
+            "a customer (a guest or a user of another workspace): help them, but only with your tools"
+            if r.requester_role == "customer"
+            else "a member of the team"
+        )
         return (
             f"{instructions}\n\n"
-            f"Requester: <@{r.user_id}> (Slack user id {r.user_id}). "
+            f"Requester: <@{r.user_id}> (Slack user id {r.user_id}), {who}. "
             f"Channel: <#{r.channel_id}>. Time (UTC): {context['now']}. "
             f"Run: #{self.run_id}."
         )

@@ -50,16 +50,25 @@ class Controls:
 
     async def refusal(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str | None:
         """Why this user may not control agents, or None when they may."""
+        reason = await self.not_a_member(user_id, team_id=team_id, user_team=user_team)
+        if reason is None and self.config.control.admins and user_id not in self.config.control.admins:
+            reason = "only the agents' admins (control.admins) can control agents"
+        return reason
+
+    async def not_a_member(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str | None:
+        """Why this user is not a full member of the workspace (a customer), or None."""
         if user_team and team_id and user_team != team_id:
             return "people from other workspaces cannot control agents here"
         try:
             info = await asyncio.wait_for(self.surface.user(user_id), USER_LOOKUP_SECONDS)
         except TimeoutError:
             info = None
-        reason = _refusal(info, team_id=team_id)
-        if reason is None and self.config.control.admins and user_id not in self.config.control.admins:
-            reason = "only the agents' admins (control.admins) can control agents"
-        return reason
+        return _refusal(info, team_id=team_id)
+
+    async def role_of(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str:
+        """ "member" or "customer": what a request from this user may reach."""
+        problem = await self.not_a_member(user_id, team_id=team_id, user_team=user_team)
+        return "member" if problem is None else "customer"
 
     async def refused(self, user_id: str, verb: str, reason: str) -> str:
         async with self.db.write() as session:

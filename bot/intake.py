@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -53,12 +53,19 @@ class Accepted:
 
 class Intake:
     def __init__(
-        self, db: Database, config: Config, presenter: Presenter, on_queued: Callable[[], None]
+        self,
+        db: Database,
+        config: Config,
+        presenter: Presenter,
+        on_queued: Callable[[], None],
+        role_of: Callable[..., Awaitable[str]],
     ) -> None:
         self.db = db
         self.config = config
         self.presenter = presenter
         self.on_queued = on_queued
+        self.role_of = role_of
+        """("member" | "customer") for a user: decided in code from Slack's user flags."""
 
     async def route(self, m: Incoming, bot_user_id: str | None) -> tuple[str, str] | None:
         """(agent, kind) when the message is a request, else None."""
@@ -95,6 +102,7 @@ class Intake:
     async def accept(self, m: Incoming, *, agent: str, kind: str) -> Accepted | None:
         """Persist the request and queue its run. None if this was already taken."""
         thread_ts = m.thread_ts or m.ts
+        role = await self.role_of(m.user_id, team_id=m.team_id, user_team=m.user_team)
         request = RequestBase(
             source=m.source,
             kind=kind,
@@ -106,6 +114,7 @@ class Intake:
             event_id=m.delivery,
             text=_clean(m.text)[:MAX_TEXT],
             agent=agent,
+            requester_role=role,
         )
         async with self.db.write() as session:
             if m.delivery and not await requests.record_delivery(session=session, key=m.delivery, kind=m.via):

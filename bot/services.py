@@ -79,6 +79,6 @@ def build_services(
     worker = Worker(
         runtime, concurrency=settings.chatops_workers, poll_interval=settings.chatops_poll_seconds
     )
-    intake = Intake(db, config, presenter, on_queued=worker.wake)
     controls = Controls(db, config, surface, presenter, wake=worker.wake)
+    intake = Intake(db, config, presenter, on_queued=worker.wake, role_of=controls.role_of)
     return Services(settings, config, db, surface, presenter, runtime, worker, intake, controls)

@@ -55,9 +55,7 @@ async def get_approval(*, session: AsyncSession, approval_id: int) -> Approval |
     return await session.get(Approval, approval_id, populate_existing=True)
 
 
-async def decide(
-    *, session: AsyncSession, approval_id: int, status: ApprovalStatus, by_user: str
-) -> bool:
+async def decide(*, session: AsyncSession, approval_id: int, status: ApprovalStatus, by_user: str) -> bool:
     """Approve or deny a pending approval; False if it was already decided or expired."""
     result = await session.execute(
         update(Approval)

@@ -66,6 +66,7 @@ class RequestBase(SQLModel):
     event_id: str | None = Field(default=None, max_length=64)
     text: str = Field(sa_column=Column(Text, nullable=False))
     agent: str = Field(max_length=64)
+    requester_role: str = Field(default="member", max_length=16)  # member | customer
 
 
 class Request(RequestBase, table=True):

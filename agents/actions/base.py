@@ -59,6 +59,8 @@ class Action(ABC):
     """Safe to run again with the same idempotency key when a crash hid its result."""
     autonomy: str | None = None
     """At least this strict (auto, approve, propose) for every agent."""
+    customers: bool = False
+    """May run on a customer's request (guests and users of other workspaces)."""
     family: ClassVar[str] = "builtin"
 
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:

@@ -17,6 +17,7 @@ class SlackReply(Action):
     name = "slack_reply"
     description = "Reply in the request's Slack thread."
     args_model = ReplyArgs
+    customers = True
 
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:
         return None

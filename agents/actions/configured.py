@@ -56,6 +56,7 @@ class ConfiguredAction(Action):
         self.read_only = cfg.read_only
         self.idempotent = cfg.idempotent or cfg.read_only
         self.autonomy = cfg.autonomy
+        self.customers = cfg.customers
 
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:
         if not self.cfg.resource:

@@ -21,5 +21,11 @@ class Registry:
     def get(self, name: str) -> Action | None:
         return self._actions.get(name)
 
-    def for_agent(self, agent: AgentConfig) -> dict[str, Action]:
-        return {n: self._actions[n] for n in agent.actions if n in self._actions}
+    def for_agent(self, agent: AgentConfig, *, customer: bool = False) -> dict[str, Action]:
+        """The agent's actions; for a customer's request, only those customers may reach."""
+        actions = {n: self._actions[n] for n in agent.actions if n in self._actions}
+        if not customer:
+            return actions
+        if agent.customer_actions is not None:
+            return {n: a for n, a in actions.items() if n in agent.customer_actions}
+        return {n: a for n, a in actions.items() if a.customers}

@@ -31,6 +31,7 @@ class TicketCreate(Action):
     name = "ticket_create"
     description = "Create a ticket in the team's tracker."
     args_model = CreateArgs
+    customers = True
 
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:
         return None  # a new ticket touches nothing that exists

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from agents import gate
 from agents.actions.base import Action, ActionContext, Requester
@@ -15,9 +16,9 @@ from agents.config import AUTONOMY_ORDER
 from agents.errors import ActionError
 from agents.model import ToolCall
 from agents.runtime import Runtime
-from storage import approvals, journal
+from storage import approvals, journal, locks, runs
 from storage.clock import now
-from storage.models import ApprovalStatus, Step, StepKind, StepStatus
+from storage.models import ApprovalStatus, RunStatus, Step, StepKind, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -67,22 +68,29 @@ class Executor:
             await self._approved(call, action, args, reason)
         key = f"chatops-{self.run_id}-{call.id}"
         ctx = self.context(key)
+        resource = action.resource(args, ctx)
+        busy: str | None = None
         async with self.rt.db.write() as session:
             await gate.check(session=session, run_id=self.run_id, agent=self.agent)
-            step = await journal.begin_step(
-                session=session,
-                run_id=self.run_id,
-                worker_id=self.rt.worker_id,
-                lease=self.rt.lease,
-                kind=StepKind.action,
-                name=action.name,
-                tool_call_id=call.id,
-                arguments=args.model_dump(mode="json"),
-                reversible=action.reversible,
-                risk=action.risk,
-                resource=action.resource(args, ctx),
-                idempotency_key=key,
-            )
+            if resource:
+                busy = await self._lock(session, resource)
+            if busy is None:
+                step = await journal.begin_step(
+                    session=session,
+                    run_id=self.run_id,
+                    worker_id=self.rt.worker_id,
+                    lease=self.rt.lease,
+                    kind=StepKind.action,
+                    name=action.name,
+                    tool_call_id=call.id,
+                    arguments=args.model_dump(mode="json"),
+                    reversible=action.reversible,
+                    risk=action.risk,
+                    resource=resource,
+                    idempotency_key=key,
+                )
+        if busy is not None:
+            raise gate.ResourceBusy(busy)  # the run already waits (released above)
         await self.rt.reporter.run_progressed(self.run_id)
         return await self.perform(step, action, args)
 
@@ -115,6 +123,25 @@ class Executor:
             await journal.finish_step(session=session, step_id=step.id, status=status, **fields)
         await self.rt.reporter.run_progressed(self.run_id)
         return reply
+
+    async def _lock(self, session: AsyncSession, resource: str) -> str | None:
+        """Hold `resource` for this run. When another run holds it, this run starts waiting
+        in the same transaction (so the holder's release cannot slip in between) and the
+        reason is returned. A deadlock stops the run (Denied)."""
+        holder = await locks.acquire(session=session, resource=resource, run_id=self.run_id)
+        if holder is None:
+            return None
+        if await locks.would_deadlock(session=session, run_id=self.run_id, holder=holder):
+            raise gate.Denied(resource, f"run #{holder} waits for what this run holds (deadlock)")
+        reason = locks.wait_reason(resource, holder)
+        await runs.release(
+            session=session,
+            run_id=self.run_id,
+            worker_id=self.rt.worker_id,
+            status=RunStatus.waiting,
+            wait_reason=reason,
+        )
+        return reason
 
     def autonomy(self, action: Action) -> tuple[str, str]:
         """How freely this agent may run this action, and why: (auto|approve|propose, reason)."""

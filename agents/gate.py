@@ -30,6 +30,11 @@ class AwaitingApproval(Interrupted):
         self.action = action
 
 
+class ResourceBusy(Interrupted):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+
+
 class Denied(Interrupted):
     """A human denied the action (or nobody decided in time): the run fails."""
 

@@ -67,6 +67,8 @@ class RunLoop:
             await self._undo(stop.by_user)
         except gate.Paused as stop:
             await self._wait(str(stop))
+        except gate.ResourceBusy:
+            await self.rt.reporter.run_progressed(self.run_id)  # it already waits
         except gate.AwaitingApproval as stop:
             await self._wait(str(stop))
             await self.rt.reporter.approval_requested(stop.approval_id)

@@ -49,6 +49,8 @@ class RunView:
     steps: list[Step]
     paused_by: str | None = None
     """When the run is queued behind a pause: which pause ("all agents" or the agent)."""
+    behind: int | None = None
+    """When the run is queued behind an earlier run in its thread: that run's id."""
 
     @property
     def planner(self) -> str:
@@ -69,6 +71,11 @@ class RunView:
         r = self.run
         if r.undone_by and self.active:
             return f":leftwards_arrow_with_hook: Undoing run #{r.id} ({r.agent}), asked by <@{r.undone_by}>."
+        if r.status == RunStatus.queued and self.behind:
+            return (
+                f":hourglass_flowing_sand: *{r.agent}* took this: run #{r.id} is queued "
+                f"behind run #{self.behind}."
+            )
         if r.status == RunStatus.queued and self.paused_by:
             return (
                 f":double_vertical_bar: *{r.agent}* took this: run #{r.id} is queued and waits "
@@ -191,11 +198,12 @@ class Presenter:
                 return None
             request = await requests.get_request(session=session, request_id=run.request_id)
             steps = await journal.steps_of(session=session, run_id=run_id)
-            pause = None
+            pause, behind = None, None
             if run.status == RunStatus.queued:
                 pause = await controls.paused_scope(session=session, agent=run.agent)
+                behind = await runs.run_ahead(session=session, run=run)
         paused_by = None if pause is None else ("all agents are" if pause.scope == "*" else f"{run.agent} is")
-        return RunView(run, request, steps, paused_by) if request else None
+        return RunView(run, request, steps, paused_by, behind) if request else None
 
     def _status_message(self, view: RunView) -> Message:
         text = "\n".join([view.header(), *view.lines(), f"_{view.footer()}_"])

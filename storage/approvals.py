@@ -57,7 +57,7 @@ async def get_approval(*, session: AsyncSession, approval_id: int) -> Approval |
 
 async def decide(*, session: AsyncSession, approval_id: int, status: ApprovalStatus, by_user: str) -> bool:
     """Approve or deny a pending approval; False if it was already decided or expired."""
-    result = await session.execute(
+    result = await session.exec(
         update(Approval)
         .where(col(Approval.id) == approval_id, Approval.status == ApprovalStatus.pending)
         .values(status=status, decided_by=by_user, decided_at=now())
@@ -91,12 +91,12 @@ async def pending_approvals(*, session: AsyncSession) -> list[Approval]:
 
 
 async def set_approval_message(*, session: AsyncSession, approval_id: int, ts: str | None) -> None:
-    await session.execute(update(Approval).where(col(Approval.id) == approval_id).values(message_ts=ts))
+    await session.exec(update(Approval).where(col(Approval.id) == approval_id).values(message_ts=ts))
 
 
 async def claim_approval_message(*, session: AsyncSession, approval_id: int) -> bool:
     """True for exactly one poster of the Approve/Deny message."""
-    result = await session.execute(
+    result = await session.exec(
         update(Approval)
         .where(col(Approval.id) == approval_id, col(Approval.message_ts).is_(None))
         .values(message_ts="pending")

@@ -19,7 +19,7 @@ async def insert_ignore(
     stmt = ins.values(**values).on_conflict_do_nothing()
     if returning is not None:
         stmt = stmt.returning(returning)
-        row = (await session.execute(stmt)).first()
+        row = (await session.exec(stmt)).first()
         return None if row is None else row[0]
-    result = await session.execute(stmt)
+    result = await session.exec(stmt)
     return True if result.rowcount else None  # type: ignore[attr-defined]

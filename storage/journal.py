@@ -35,7 +35,7 @@ async def begin_step(
 
 async def finish_step(*, session: AsyncSession, step_id: int, status: StepStatus, **fields: Any) -> None:
     """Journal the result of a step (and, for actions, how to reverse it)."""
-    await session.execute(
+    await session.exec(
         update(Step).where(col(Step.id) == step_id).values(status=status, finished_at=now(), **fields)
     )
 

@@ -186,6 +186,19 @@ class Control(SQLModel, table=True):
     changed_at: datetime = Field(default_factory=now)
 
 
+class ResourceLock(SQLModel, table=True):
+    """A resource (a ticket, a service, a customer) one run is acting on.
+
+    Held from the first action that touches it until the run reaches a final status,
+    so two runs never interleave their actions on the same thing.
+    """
+
+    __tablename__ = "resource_locks"
+    resource: str = Field(primary_key=True, max_length=255)
+    run_id: int = Field(foreign_key="runs.id", index=True)
+    acquired_at: datetime = Field(default_factory=now)
+
+
 class ApprovalStatus(StrEnum):
     pending = "pending"
     approved = "approved"

@@ -10,6 +10,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import locks
 from storage.clock import now
 from storage.models import ACTIVE_STATUSES, Request, Run, RunStatus
 
@@ -68,7 +69,7 @@ async def claim_runs(*, session: AsyncSession, worker_id: str, limit: int, lease
         )
         .returning(Run.id)
     )
-    return sorted((await session.execute(stmt)).scalars().all())
+    return sorted((await session.exec(stmt)).scalars().all())
 
 
 async def renew_lease(*, session: AsyncSession, run_id: int, worker_id: str, lease: timedelta) -> None:
@@ -79,7 +80,7 @@ async def renew_lease(*, session: AsyncSession, run_id: int, worker_id: str, lea
         .where(col(Run.id) == run_id, Run.worker_id == worker_id, Run.status == RunStatus.running)
         .values(lease_expires_at=t + lease, updated_at=t)
     )
-    result = await session.execute(stmt)
+    result = await session.exec(stmt)
     if not result.rowcount:  # type: ignore[attr-defined]
         raise LeaseLost(run_id, worker_id)
 
@@ -97,7 +98,7 @@ async def renew_leases(
         .values(lease_expires_at=t + lease)
         .returning(Run.id)
     )
-    return set((await session.execute(stmt)).scalars().all())
+    return set((await session.exec(stmt)).scalars().all())
 
 
 async def release(
@@ -126,15 +127,19 @@ async def release(
     if status not in ACTIVE_STATUSES:
         values["finished_at"] = t
     stmt = update(Run).where(col(Run.id) == run_id, Run.worker_id == worker_id).values(**values)
-    result = await session.execute(stmt)
+    result = await session.exec(stmt)
     if not result.rowcount:  # type: ignore[attr-defined]
         raise LeaseLost(run_id, worker_id)
+    if status not in ACTIVE_STATUSES:
+        # A finished run frees what it was acting on; the runs waiting for it go again.
+        for resource in await locks.release_all(session=session, run_id=run_id):
+            await requeue_waiting(session=session, wait_reason=f"{locks.WAIT_PREFIX}{resource} (")
 
 
 async def add_usage(
     *, session: AsyncSession, run_id: int, prompt_tokens: int, completion_tokens: int
 ) -> None:
-    await session.execute(
+    await session.exec(
         update(Run)
         .where(col(Run.id) == run_id)
         .values(
@@ -145,7 +150,7 @@ async def add_usage(
 
 
 async def set_planner(*, session: AsyncSession, run_id: int, planner: str) -> None:
-    await session.execute(update(Run).where(col(Run.id) == run_id).values(planner=planner))
+    await session.exec(update(Run).where(col(Run.id) == run_id).values(planner=planner))
 
 
 async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
@@ -163,7 +168,7 @@ async def requeue_waiting(*, session: AsyncSession, wait_reason: str, agent: str
         .values(status=RunStatus.queued, wait_reason=None, updated_at=now())
         .returning(Run.id)
     )
-    return list((await session.execute(stmt)).scalars().all())
+    return list((await session.exec(stmt)).scalars().all())
 
 
 async def runs_in_flight(*, session: AsyncSession, agent: str | None = None) -> list[Run]:
@@ -179,7 +184,7 @@ PENDING = "pending"  # a message field claimed by a poster that has not saved th
 async def claim_message(*, session: AsyncSession, run_id: int, field: str) -> bool:
     """True for exactly one caller: the one who posts that message (status, outcome, undo)."""
     column = _message_column(field)
-    result = await session.execute(
+    result = await session.exec(
         update(Run).where(col(Run.id) == run_id, column.is_(None)).values({field: PENDING})
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
@@ -188,7 +193,7 @@ async def claim_message(*, session: AsyncSession, run_id: int, field: str) -> bo
 async def set_message_ts(*, session: AsyncSession, run_id: int, field: str, ts: str | None) -> None:
     """Remember a posted message's ts; None gives the claim back (the post failed)."""
     _message_column(field)
-    await session.execute(update(Run).where(col(Run.id) == run_id).values({field: ts}))
+    await session.exec(update(Run).where(col(Run.id) == run_id).values({field: ts}))
 
 
 def _message_column(field: str) -> Any:
@@ -253,9 +258,26 @@ async def latest_run(
 
 async def requeue(*, session: AsyncSession, run_id: int) -> bool:
     """Put one waiting run back in the queue (an approval was decided)."""
-    result = await session.execute(
+    result = await session.exec(
         update(Run)
         .where(col(Run.id) == run_id, Run.status == RunStatus.waiting)
         .values(status=RunStatus.queued, wait_reason=None, updated_at=now())
     )
     return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+async def run_ahead(*, session: AsyncSession, run: Run) -> int | None:
+    """The earlier active run in the same thread that this queued run waits behind."""
+    stmt = (
+        select(Run.id)
+        .where(
+            Run.team_id == run.team_id,
+            Run.channel_id == run.channel_id,
+            Run.thread_ts == run.thread_ts,
+            col(Run.id) < (run.id or 0),
+            col(Run.status).in_(ACTIVE_STATUSES),
+        )
+        .order_by(col(Run.id))
+        .limit(1)
+    )
+    return (await session.exec(stmt)).first()

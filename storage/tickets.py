@@ -44,8 +44,8 @@ async def update_ticket(
 
 
 async def delete_ticket(*, session: AsyncSession, ticket_id: int) -> bool:
-    await session.execute(delete(TicketComment).where(col(TicketComment.ticket_id) == ticket_id))
-    result = await session.execute(delete(Ticket).where(col(Ticket.id) == ticket_id))
+    await session.exec(delete(TicketComment).where(col(TicketComment.ticket_id) == ticket_id))
+    result = await session.exec(delete(Ticket).where(col(Ticket.id) == ticket_id))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
@@ -59,7 +59,7 @@ async def add_comment(
 
 
 async def delete_comment(*, session: AsyncSession, comment_id: int) -> bool:
-    result = await session.execute(delete(TicketComment).where(col(TicketComment.id) == comment_id))
+    result = await session.exec(delete(TicketComment).where(col(TicketComment.id) == comment_id))
     return bool(result.rowcount)  # type: ignore[attr-defined]
 
 

@@ -114,10 +114,13 @@ class CommandAction(ConfiguredAction):
         )
         try:
             output = await asyncio.wait_for(_read_capped(proc), timeout=self.cfg.timeout)
-        except (TimeoutError, asyncio.CancelledError):
+        except TimeoutError:
             _kill_group(proc)
             await proc.wait()
             raise ActionTimeoutError(self.name, self.cfg.timeout) from None
+        except asyncio.CancelledError:
+            _kill_group(proc)  # the worker is stopping: leave no process behind, and stop too
+            raise
         if proc.returncode != 0:
             tail = _truncate(output.strip(), 1500, keep="tail") or "(no output)"
             raise ActionError(f"{self.name} exited with status {proc.returncode}: {tail}")

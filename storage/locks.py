@@ -1,0 +1,54 @@
+"""Resource locks: one run at a time acts on a resource."""
+
+from __future__ import annotations
+
+from sqlalchemy import delete
+from sqlmodel import col, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.clock import now
+from storage.dialect import insert_ignore
+from storage.models import ResourceLock, Run, RunStatus
+
+WAIT_PREFIX = "resource: "
+
+
+def wait_reason(resource: str, holder: int) -> str:
+    return f"{WAIT_PREFIX}{resource} (held by run #{holder})"
+
+
+async def acquire(*, session: AsyncSession, resource: str, run_id: int) -> int | None:
+    """Take the lock; returns the id of the run holding it, or None when it is ours."""
+    await insert_ignore(session, ResourceLock, {"resource": resource, "run_id": run_id, "acquired_at": now()})
+    # FOR UPDATE (PostgreSQL): the holder cannot free the lock and requeue its waiters
+    # until this transaction has recorded whether this run waits.
+    lock = await session.get(ResourceLock, resource, populate_existing=True, with_for_update=True)
+    assert lock is not None
+    return None if lock.run_id == run_id else lock.run_id
+
+
+async def would_deadlock(*, session: AsyncSession, run_id: int, holder: int) -> bool:
+    """True when the holder itself waits for a resource this run holds."""
+    other = await session.get(Run, holder, populate_existing=True)
+    if other is None or other.status != RunStatus.waiting or not other.wait_reason:
+        return False
+    if not other.wait_reason.startswith(WAIT_PREFIX):
+        return False
+    mine = (await session.exec(select(ResourceLock.resource).where(ResourceLock.run_id == run_id))).all()
+    return any(other.wait_reason.startswith(f"{WAIT_PREFIX}{r} (") for r in mine)
+
+
+async def release_all(*, session: AsyncSession, run_id: int) -> list[str]:
+    """Drop every lock the run holds; returns the resources freed."""
+    held = list(
+        (await session.exec(select(ResourceLock.resource).where(ResourceLock.run_id == run_id))).all()
+    )
+    if held:
+        await session.exec(delete(ResourceLock).where(col(ResourceLock.run_id) == run_id))
+    return held
+
+
+async def held_by(*, session: AsyncSession, run_id: int) -> list[str]:
+    return list(
+        (await session.exec(select(ResourceLock.resource).where(ResourceLock.run_id == run_id))).all()
+    )

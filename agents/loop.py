@@ -24,6 +24,8 @@ from storage.models import RunStatus, Step, StepKind, StepStatus
 
 log = logging.getLogger(__name__)
 
+STOPPED_FOR_HUMAN = "needs a human"
+
 
 class RunLoop:
     def __init__(self, rt: Runtime, run_id: int) -> None:
@@ -185,7 +187,7 @@ class RunLoop:
                 messages.append({"role": "tool", "tool_call_id": step.tool_call_id, "content": reply})
                 continue
             await self._wait(
-                f"needs a human: step {step.seq} ({step.name}) was interrupted and its result "
+                f"{STOPPED_FOR_HUMAN}: step {step.seq} ({step.name}) was interrupted and its result "
                 "is unknown; it is not safe to run it again. Check its effect, then undo or "
                 "resume this run."
             )

@@ -26,6 +26,21 @@ def new_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
+def _dead_on_this_host(worker_id: str) -> bool:
+    """True only when the worker ran here and its process no longer exists."""
+    host, _, rest = worker_id.partition(":")
+    pid = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid.isdigit() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, owned by someone else
+    return False  # alive (or a reused pid: then the lease simply runs out)
+
+
 class Worker:
     def __init__(self, rt: Runtime, *, concurrency: int = 50, poll_interval: float = 1.0) -> None:
         self.rt = rt
@@ -42,6 +57,7 @@ class Worker:
 
     async def run_forever(self) -> None:
         """Claim and work runs until cancelled."""
+        await self.reclaim_orphans()
         self.alive = True
         heartbeat = asyncio.create_task(self._heartbeat())
         try:
@@ -57,6 +73,7 @@ class Worker:
 
     async def run_until_idle(self, timeout: float = 60.0) -> None:
         """Work until nothing is claimable and nothing is in flight (console, tests)."""
+        await self.reclaim_orphans()
         async with asyncio.timeout(timeout):
             while True:
                 claimed = await self._claim()
@@ -78,6 +95,20 @@ class Worker:
                 task.cancel()
             if pending:
                 await asyncio.wait(pending)
+
+    async def reclaim_orphans(self) -> list[int]:
+        """Runs leased by a dead process on this host are claimable at once (after a crash
+        and restart), instead of after their lease runs out."""
+        async with self.rt.db.read() as session:
+            holders = await runs.lease_holders(session=session)
+        dead = [w for w in holders if _dead_on_this_host(w) and w != self.rt.worker_id]
+        if not dead:
+            return []
+        async with self.rt.db.write() as session:
+            ids = await runs.expire_leases(session=session, worker_ids=dead)
+        if ids:
+            log.warning("reclaiming runs %s of dead workers %s", ids, dead)
+        return ids
 
     async def _claim(self) -> int:
         free = self.concurrency - len(self.tasks)

@@ -14,13 +14,14 @@ import itertools
 import json
 import re
 import sys
+import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.web.async_client import AsyncWebClient
 
-from agents.errors import ActionError
 from bot.services import Services, build_services
 from bot.settings import Settings
 from bot.slack_app import build_app, console_authorize
@@ -71,11 +72,13 @@ class ConsoleSurface:
     out: TextIO = field(default_factory=lambda: sys.stdout)
     messages: dict[tuple[str, str], ConsoleMessage] = field(default_factory=dict)
     _numbers: Any = field(default_factory=lambda: itertools.count(1))
-    _clock: Any = field(default_factory=lambda: itertools.count(1))
     users: dict[str, UserInfo] = field(default_factory=dict)
+    _last_ts: float = 0.0
 
     def new_ts(self) -> str:
-        return f"1700000000.{next(self._clock):06d}"
+        """Like Slack's: microsecond time, unique and increasing across sessions."""
+        self._last_ts = max(time.time(), self._last_ts + 0.000001)
+        return f"{self._last_ts:.6f}"
 
     def add(self, *, channel: str, user: str, text: str, thread_ts: str | None) -> ConsoleMessage:
         m = ConsoleMessage(next(self._numbers), channel, self.new_ts(), user, text, thread_ts)
@@ -120,8 +123,9 @@ class ConsoleSurface:
         self, *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
     ) -> None:
         m = self.messages.get((channel, ts))
-        if m is None:
-            raise ActionError("message_not_found")
+        if m is None:  # posted by an earlier console session: show it again
+            m = ConsoleMessage(next(self._numbers), channel, ts, BOT_USER, "", None)
+            self.messages[(channel, ts)] = m
         m.blocks = blocks or []
         if m.text != text:
             m.text = text
@@ -179,7 +183,6 @@ class Console:
         self.channel = DM
         self.thread: str | None = None
         self.user = YOU
-        self._events = itertools.count(1)
 
     def say(self, text: str) -> None:
         print(text, file=self.out)
@@ -312,7 +315,7 @@ class Console:
             "user_id": self.user,
             "command": "/agent",
             "text": text,
-            "trigger_id": f"console.{next(self._events)}",
+            "trigger_id": f"console.{uuid.uuid4().hex}",
             "response_url": "http://127.0.0.1:9/",
             "api_app_id": "ACONSOLE",
         }
@@ -343,7 +346,7 @@ class Console:
             "container": {"type": "message", "message_ts": m.ts, "channel_id": m.channel},
             "channel": {"id": m.channel},
             "message": {"ts": m.ts, "thread_ts": m.thread_ts, "text": m.text},
-            "trigger_id": f"console.{next(self._events)}",
+            "trigger_id": f"console.{uuid.uuid4().hex}",
             "actions": [
                 {
                     "action_id": button["action_id"],
@@ -363,7 +366,7 @@ class Console:
             "api_app_id": "ACONSOLE",
             "type": "event_callback",
             "event": event,
-            "event_id": f"EvConsole{next(self._events)}",
+            "event_id": f"EvConsole{uuid.uuid4().hex}",
             "event_time": 0,
             "authorizations": [{"team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
         }

@@ -13,10 +13,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from agents.config import Config
+from agents.loop import STOPPED_FOR_HUMAN
 from bot.commands import Command
 from bot.presenter import Presenter
 from bot.surface import Surface, UserInfo
-from storage import approvals, audit, controls, runs
+from storage import approvals, audit, controls, journal, runs
 from storage.clock import now
 from storage.controls import ALL
 from storage.engine import Database
@@ -89,7 +90,10 @@ class Controls:
                 return f"There is no agent named {command.target!r}. Agents: {known}."
             if command.verb == "pause":
                 return await self.pause(user_id, scope)
-            return await self.resume(user_id, scope)
+            reply = await self.resume(user_id, scope)
+            if command.target is None and where.thread_ts:
+                reply = await self._continue_stopped(user_id, where) or reply
+            return reply
         if command.verb == "status":
             return await self.status()
         return HELP
@@ -155,6 +159,30 @@ class Controls:
             f":arrow_forward: {what} resumed by <@{user_id}> at {_clock()}{still}. "
             f"{len(requeued)} waiting run{'s continue' if len(requeued) != 1 else ' continues'}."
         )
+
+    async def _continue_stopped(self, user_id: str, where: Where) -> str | None:
+        """`resume` in the thread of a run that stopped for a human: go on from where it was.
+
+        The interrupted step is marked failed ("result unknown"), so the model decides
+        what to do next knowing that.
+        """
+        async with self.db.write() as session:
+            run = await runs.latest_run(
+                session=session, team_id=where.team_id, channel_id=where.channel_id, thread_ts=where.thread_ts
+            )
+            if run is None or run.id is None or run.status != RunStatus.waiting:
+                return None
+            if not (run.wait_reason or "").startswith(STOPPED_FOR_HUMAN):
+                return None
+            await journal.settle_intents(
+                session=session,
+                run_id=run.id,
+                error=f"interrupted by a crash; result unknown; <@{user_id}> chose to continue",
+            )
+            await runs.requeue(session=session, run_id=run.id)
+            await audit.record(session=session, actor=user_id, action="resume", target=f"run:{run.id}")
+        self.wake()
+        return f":arrow_forward: Run #{run.id} continues, at the request of <@{user_id}>."
 
     async def status(self) -> str:
         async with self.db.read() as session:

@@ -61,6 +61,16 @@ async def record_step(
     return step
 
 
+async def settle_intents(*, session: AsyncSession, run_id: int, error: str) -> int:
+    """Mark a run's unfinished intents as failed (a human decided to go on); returns how many."""
+    result = await session.exec(
+        update(Step)
+        .where(col(Step.run_id) == run_id, Step.status == StepStatus.intent)
+        .values(status=StepStatus.failed, error=error, output=f"error: {error}", finished_at=now())
+    )
+    return int(result.rowcount or 0)
+
+
 async def steps_of(*, session: AsyncSession, run_id: int) -> list[Step]:
     stmt = select(Step).where(Step.run_id == run_id).order_by(col(Step.seq))
     return list((await session.exec(stmt)).all())

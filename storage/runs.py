@@ -281,3 +281,22 @@ async def run_ahead(*, session: AsyncSession, run: Run) -> int | None:
         .limit(1)
     )
     return (await session.exec(stmt)).first()
+
+
+async def lease_holders(*, session: AsyncSession) -> list[str]:
+    """Worker ids that hold a running run's lease."""
+    stmt = select(Run.worker_id).where(Run.status == RunStatus.running, col(Run.worker_id).is_not(None))
+    return [w for w in set((await session.exec(stmt)).all()) if w]
+
+
+async def expire_leases(*, session: AsyncSession, worker_ids: list[str]) -> list[int]:
+    """End the leases of workers known to be dead, so their runs are claimable now."""
+    if not worker_ids:
+        return []
+    stmt = (
+        update(Run)
+        .where(col(Run.worker_id).in_(worker_ids), Run.status == RunStatus.running)
+        .values(lease_expires_at=now())
+        .returning(Run.id)
+    )
+    return list((await session.exec(stmt)).scalars().all())

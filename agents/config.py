@@ -155,9 +155,30 @@ class SummaryConfig(Strict):
         return v
 
 
+class Price(Strict):
+    """US dollars per million tokens."""
+
+    input: float = Field(ge=0)
+    output: float = Field(ge=0)
+
+
+class AlertsConfig(Strict):
+    channel: str | None = None  # where alerts go; the summary channel when unset
+    stuck_minutes: float = Field(default=15, gt=0)  # a running run with no step for this long
+    window_minutes: float = Field(default=60, gt=0)  # rates are computed over this window
+    min_runs: int = Field(default=5, ge=1)  # no rate alert below this many finished runs
+    failure_rate: float = Field(default=0.5, gt=0, le=1)
+    undo_rate: float = Field(default=0.3, gt=0, le=1)
+    model_failures: int = Field(default=5, ge=1)  # failed model calls in the window
+    slack_failures: int = Field(default=5, ge=1)  # failed Slack API calls in the window
+    pause_on_breach: bool = True  # the circuit breaker: pause an agent whose rate is crossed
+
+
 class Config(Strict):
     control: ControlConfig = Field(default_factory=ControlConfig)
     summary: SummaryConfig = Field(default_factory=SummaryConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    prices: dict[str, Price] = Field(default_factory=dict)  # model name -> price
     agents: list[AgentConfig] = Field(min_length=1)
     actions: list[ActionConfig] = Field(default_factory=list)
 

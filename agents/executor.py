@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from datetime import timedelta
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from agents import gate
+from agents import gate, metrics
 from agents.actions.base import Action, ActionContext, Requester
 from agents.config import AUTONOMY_ORDER
 from agents.errors import ActionError
@@ -99,6 +100,7 @@ class Executor:
         assert step.id is not None and step.idempotency_key is not None
         ctx = self.context(step.idempotency_key)
         status, fields, reply = StepStatus.failed, {}, ""
+        started = time.monotonic()
         try:
             result = await action.run(ctx, args)
         except ActionError as e:
@@ -117,6 +119,7 @@ class Executor:
                 "reversible": action.reversible and (result.undo is not None or action.read_only),
             }
             reply = result.output
+        metrics.STEP_SECONDS.labels("action").observe(time.monotonic() - started)
         if status is StepStatus.failed:
             fields["output"] = reply
         async with self.rt.db.write() as session:

@@ -8,9 +8,10 @@ approval.
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
-from agents import gate
+from agents import gate, metrics
 from agents.actions.base import Action, Requester
 from agents.errors import ModelError
 from agents.executor import Executor
@@ -125,15 +126,22 @@ class RunLoop:
                 name=planner.label,
             )
         assert step.id is not None
+        started = time.monotonic()
         try:
             turn = await planner.next_turn(messages, tools)
         except ModelError as e:
+            metrics.MODEL_SECONDS.labels(planner.label).observe(time.monotonic() - started)
             async with self.rt.db.write() as session:
                 await journal.finish_step(
                     session=session, step_id=step.id, status=StepStatus.failed, error=str(e)
                 )
             await self._finish(RunStatus.failed, error=f"the model could not answer: {e}")
             return None
+        elapsed = time.monotonic() - started
+        metrics.MODEL_SECONDS.labels(planner.label).observe(elapsed)
+        metrics.STEP_SECONDS.labels("model").observe(elapsed)
+        metrics.TOKENS.labels(self.agent.name, "prompt").inc(turn.prompt_tokens)
+        metrics.TOKENS.labels(self.agent.name, "completion").inc(turn.completion_tokens)
         async with self.rt.db.write() as session:
             await journal.finish_step(
                 session=session,
@@ -274,6 +282,9 @@ class RunLoop:
                 outcome=outcome,
                 error=error,
             )
+        metrics.RUNS_FINISHED.labels(self.run.agent, status).inc()
+        if status == RunStatus.rolled_back:
+            metrics.ROLLBACKS.labels(self.run.agent).inc()
         await self.rt.reporter.run_finished(self.run_id)
 
     async def _undo(self, by_user: str) -> None:
@@ -289,6 +300,8 @@ class RunLoop:
                 outcome=(self.run.outcome or "").strip(),
                 error=f"Undone at the request of <@{by_user}>.{_describe(reversals)}",
             )
+        metrics.RUNS_FINISHED.labels(self.run.agent, RunStatus.rolled_back).inc()
+        metrics.UNDOS.labels(self.run.agent).inc()
         await self.rt.reporter.run_finished(self.run_id)
 
 

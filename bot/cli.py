@@ -9,6 +9,7 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import date
 
 from agents.config import load_config
 from agents.errors import ConfigError
@@ -28,6 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve.add_argument("--no-scheduler", action="store_true", help="do not run scheduled jobs here")
     sub.add_parser("worker", help="workers only (scale-out on PostgreSQL)")
     sub.add_parser("console", help="the local console workspace")
+    summary = sub.add_parser("summary", help="post the daily summary now")
+    summary.add_argument(
+        "--date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: yesterday)"
+    )
+    summary.add_argument("--force", action="store_true", help="post again even if already posted")
     sub.add_parser("migrate", help="create or upgrade the database schema")
     args = parser.parse_args(argv)
 
@@ -75,11 +81,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     if command == "worker":
+        if settings.slack_bot_token is None:
+            print("chatops worker: set SLACK_BOT_TOKEN (workers report in Slack).", file=sys.stderr)
+            return 2
         return _run(runner.worker(settings))
     if command == "console":
         return _run(runner.console(settings))
     if command == "migrate":
         return _run(runner.migrate(settings))
+    if command == "summary":
+        return _run(runner.summary(settings, day=args.date, force=args.force))
     parser.error(f"unknown command {command}")
     return 2
 

@@ -6,7 +6,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-Verb = Literal["undo", "pause", "resume", "status", "help"]
+Verb = Literal["undo", "pause", "resume", "status", "summary", "help"]
 
 
 @dataclass(frozen=True)
@@ -27,6 +27,7 @@ _FORMS: list[tuple[Verb, re.Pattern[str]]] = [
 _SLASH_ONLY: list[tuple[Verb, re.Pattern[str]]] = [
     ("pause", re.compile(r"^pause\s+(?P<target>[\w-]+)$")),
     ("resume", re.compile(r"^resume\s+(?P<target>[\w-]+)$")),
+    ("summary", re.compile(r"^summary(?:\s+(?P<target>\d{4}-\d{2}-\d{2}))?$")),
     ("help", re.compile(r"^help$")),
 ]
 

@@ -11,11 +11,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 
 from agents.config import Config
 from agents.loop import STOPPED_FOR_HUMAN
 from bot.commands import Command
 from bot.presenter import Presenter
+from bot.summary import Summaries
 from bot.surface import Surface, UserInfo
 from storage import approvals, audit, controls, journal, runs
 from storage.clock import now
@@ -39,8 +41,15 @@ class Where:
 
 class Controls:
     def __init__(
-        self, db: Database, config: Config, surface: Surface, presenter: Presenter, wake: Callable[[], None]
+        self,
+        db: Database,
+        config: Config,
+        surface: Surface,
+        presenter: Presenter,
+        wake: Callable[[], None],
+        summaries: Summaries,
     ) -> None:
+        self.summaries = summaries
         self.db = db
         self.config = config
         self.surface = surface
@@ -96,6 +105,12 @@ class Controls:
             return reply
         if command.verb == "status":
             return await self.status()
+        if command.verb == "summary":
+            day = date.fromisoformat(command.target) if command.target else None
+            result = await self.summaries.post(day, force=True, channel=where.channel_id)
+            async with self.db.write() as session:
+                await audit.record(session=session, actor=user_id, action="summary", target=where.channel_id)
+            return f"Summary: {result}."
         return HELP
 
     async def undo(self, user_id: str, *, where: Where, run_id: int | None = None) -> str:

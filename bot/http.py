@@ -6,13 +6,15 @@ import logging
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
+from agents import metrics
 from bot.services import Services
-from storage import controls
+from storage import approvals, controls, runs
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +22,12 @@ MAX_BODY = 1024 * 1024  # Slack payloads are far smaller; anything bigger is ref
 
 
 def build_web_app(
-    services: Services, bolt: AsyncApp | None, signing_secret: str | None, *, workers_enabled: bool = True
+    services: Services,
+    bolt: AsyncApp | None,
+    signing_secret: str | None,
+    *,
+    workers_enabled: bool = True,
+    scheduler_enabled: bool = True,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY)
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
@@ -51,23 +58,42 @@ def build_web_app(
         return await to_aiohttp_response(response)
 
     async def healthz(_: web.Request) -> web.Response:
-        report = await health(services, workers_enabled=workers_enabled)
+        report = await health(services, workers_enabled=workers_enabled, scheduler_enabled=scheduler_enabled)
         return web.json_response(report, status=200 if report["ok"] else 503)
+
+    async def prometheus(_: web.Request) -> web.Response:
+        try:
+            async with services.db.read() as session:
+                active = await runs.count_active(session=session)
+                waiting = len(await approvals.pending_approvals(session=session))
+        except Exception:  # broad on purpose: the process's own counters are still worth serving
+            log.warning("metrics: the database did not answer; gauges are stale")
+        else:
+            for status, n in active.items():
+                metrics.RUNS_ACTIVE.labels(status).set(n)
+            metrics.QUEUE_DEPTH.set(active.get("queued", 0))
+            metrics.APPROVALS_WAITING.set(waiting)
+        return web.Response(
+            body=generate_latest(metrics.REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
 
     app.router.add_post("/slack/events", slack_events)
     app.router.add_get("/healthz", healthz)
+    app.router.add_get("/metrics", prometheus)
     return app
 
 
-async def health(services: Services, *, workers_enabled: bool) -> dict[str, Any]:
+async def health(services: Services, *, workers_enabled: bool, scheduler_enabled: bool) -> dict[str, Any]:
     db_ok = await services.db.ping()
     workers_ok = services.worker.alive or not workers_enabled
+    scheduler_ok = services.scheduler_running or not scheduler_enabled
     paused: list[str] = []
     if db_ok:
         async with services.db.read() as session:
             paused = [c.scope for c in await controls.all_controls(session=session) if c.paused]
     return {
-        "ok": db_ok and workers_ok,
+        "ok": db_ok and workers_ok and scheduler_ok,
+        "scheduler": {"enabled": scheduler_enabled, "running": services.scheduler_running},
         "database": "ok" if db_ok else "unreachable",
         "workers": {
             "enabled": workers_enabled,

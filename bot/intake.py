@@ -15,6 +15,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from agents import metrics
 from agents.config import Config
 from bot.presenter import Presenter
 from storage import requests
@@ -124,6 +125,7 @@ class Intake:
                 return None  # the same message, delivered through another event type
             _, run = created
         assert run.id is not None
+        metrics.REQUESTS.labels(kind).inc()
         log.info("request accepted: run #%s for %s (%s in %s)", run.id, agent, kind, m.channel_id)
         self.on_queued()
         self.presenter.announce(run.id)

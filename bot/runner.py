@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sys
+from datetime import date
 
 from aiohttp import web
 
@@ -14,11 +15,10 @@ from bot.services import Services, build_services
 from bot.settings import Settings
 from bot.slack_app import build_app
 from bot.surface import SlackSurface, make_client
+from bot.watchdog import SlackHealth
 from storage.engine import Database
 
 log = logging.getLogger("chatops")
-
-HOUSEKEEPING_SECONDS = 30.0
 
 
 async def migrate(settings: Settings) -> int:
@@ -41,7 +41,8 @@ async def console(settings: Settings) -> int:
 def _slack(settings: Settings) -> tuple[Services, object]:
     assert settings.slack_bot_token is not None
     client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-    services = build_services(settings, SlackSurface(client))
+    health = SlackHealth()
+    services = build_services(settings, SlackSurface(client, on_failure=health.failed), slack_health=health)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     bolt = build_app(services.intake, services.controls, client=client, signing_secret=secret)
     return services, bolt
@@ -76,6 +77,7 @@ class Server:
             self.bolt,
             secret.get_secret_value() if secret else None,  # type: ignore[arg-type]
             workers_enabled=self.workers,
+            scheduler_enabled=self.scheduler,
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -133,13 +135,7 @@ async def socket_mode(settings: Settings) -> int:
 
 
 async def worker(settings: Settings) -> int:
-    from agents.errors import ActionError
-
-    if settings.slack_bot_token is not None:
-        client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
-        services = build_services(settings, SlackSurface(client))
-    else:
-        raise ActionError("chatops worker needs SLACK_BOT_TOKEN to report in Slack")
+    services, _ = _slack(settings)
     await services.db.migrate()
     try:
         await _background(services, workers=True, scheduler=False)
@@ -148,33 +144,44 @@ async def worker(settings: Settings) -> int:
     return 0
 
 
-async def _background(services: Services, *, workers: bool, scheduler: bool) -> None:
-    """Workers and periodic jobs until cancelled; then stop the workers gracefully."""
-    tasks = []
-    if workers:
-        tasks.append(asyncio.create_task(services.worker.run_forever(), name="worker"))
-    tasks.append(asyncio.create_task(_housekeeping(services), name="housekeeping"))
+async def summary(settings: Settings, *, day: date | None, force: bool) -> int:
+    """Post the daily summary now; without Slack credentials, print it."""
+    if settings.slack_bot_token is None:
+        from bot.console import ConsoleSurface
+
+        services = build_services(settings, ConsoleSurface())
+        await services.db.migrate()
+        chosen = day or services.summaries.yesterday()
+        message = services.summaries.render(await services.summaries.report(chosen), chosen)
+        print(message.text)
+        await services.close()
+        return 0
+    services, _ = _slack(settings)
+    await services.db.migrate()
     try:
-        await asyncio.gather(*tasks)
+        print(f"chatops: {await services.summaries.post(day, force=force)}")
+    finally:
+        await services.close()
+    return 0
+
+
+async def _background(services: Services, *, workers: bool, scheduler: bool) -> None:
+    """Workers and the scheduler until cancelled; then stop the workers gracefully."""
+    from bot import scheduler as scheduling
+
+    jobs = await scheduling.start(services) if scheduler else None
+    services.scheduler_running = jobs is not None
+    try:
+        if workers:
+            await services.worker.run_forever()
+        else:
+            await asyncio.Event().wait()  # until cancelled
     finally:
         if workers:
             await services.worker.stop()
-        for t in tasks:
-            t.cancel()
-        for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await t
-
-
-async def _housekeeping(services: Services) -> None:
-    """Periodic duties of every process: deliver outcomes Slack refused, expire approvals."""
-    while True:
-        await asyncio.sleep(HOUSEKEEPING_SECONDS)
-        for job in (services.presenter.redeliver, services.controls.expire_approvals):
-            try:
-                await job()
-            except Exception:  # broad on purpose: retried next period
-                log.exception("housekeeping job %s failed", job.__name__)
+        if jobs is not None:
+            jobs.shutdown(wait=False)
+            services.scheduler_running = False
 
 
 def _safe_url(url: str) -> str:

@@ -16,7 +16,9 @@ from bot.controls import Controls
 from bot.intake import Intake
 from bot.presenter import Presenter
 from bot.settings import Settings
+from bot.summary import Summaries
 from bot.surface import Surface
+from bot.watchdog import SlackHealth, Watchdog
 from storage.engine import Database
 
 log = logging.getLogger(__name__)
@@ -33,6 +35,9 @@ class Services:
     worker: Worker
     intake: Intake
     controls: Controls
+    summaries: Summaries
+    watchdog: Watchdog
+    scheduler_running: bool = False
 
     async def close(self) -> None:
         await self.db.dispose()
@@ -61,7 +66,12 @@ def planner_factory(settings: Settings):  # type: ignore[no-untyped-def]
 
 
 def build_services(
-    settings: Settings, surface: Surface, *, config: Config | None = None, db: Database | None = None
+    settings: Settings,
+    surface: Surface,
+    *,
+    config: Config | None = None,
+    db: Database | None = None,
+    slack_health: SlackHealth | None = None,
 ) -> Services:
     config = config or load_config(settings.config_path())
     db = db or Database(settings.database_url)
@@ -79,6 +89,10 @@ def build_services(
     worker = Worker(
         runtime, concurrency=settings.chatops_workers, poll_interval=settings.chatops_poll_seconds
     )
-    controls = Controls(db, config, surface, presenter, wake=worker.wake)
+    summaries = Summaries(db, config, surface)
+    controls = Controls(db, config, surface, presenter, wake=worker.wake, summaries=summaries)
     intake = Intake(db, config, presenter, on_queued=worker.wake, role_of=controls.role_of)
-    return Services(settings, config, db, surface, presenter, runtime, worker, intake, controls)
+    watchdog = Watchdog(db, config, surface, slack_health or SlackHealth())
+    return Services(
+        settings, config, db, surface, presenter, runtime, worker, intake, controls, summaries, watchdog
+    )

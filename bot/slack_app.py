@@ -24,7 +24,8 @@ from bot.intake import Incoming, Intake
 log = logging.getLogger(__name__)
 
 HUMAN_SUBTYPES = {None, "thread_broadcast", "file_share"}
-PUBLIC_VERBS = {"pause", "resume"}  # announced in the channel, not only to the one who asked
+PUBLIC_VERBS = {"pause", "resume", "summary"}
+HOME_HINT = "`/agent status` in any channel shows this too; `pause all agents` is the emergency stop."  # announced in the channel, not only to the one who asked
 
 
 def build_app(
@@ -51,6 +52,22 @@ def build_app(
     @app.event("message")
     async def on_message(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
         await _take(intake, controls, body, event, "message", context.bot_user_id)
+
+    @app.event("app_home_opened")
+    async def on_home(event: dict[str, Any]) -> None:
+        """The Home tab: agents, their state, runs in flight, approvals waiting."""
+        if event.get("tab") != "home" or not hasattr(controls.surface, "publish_home"):
+            return
+        text = await controls.status()
+        view = {
+            "type": "home",
+            "blocks": [
+                {"type": "header", "text": {"type": "plain_text", "text": "chatops"}},
+                {"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}},
+                {"type": "context", "elements": [{"type": "mrkdwn", "text": HOME_HINT}]},
+            ],
+        }
+        await controls.surface.publish_home(user=event["user"], view=view)
 
     @app.command("/agent")
     async def on_agent(ack: Any, command: dict[str, Any], context: Any) -> None:

@@ -7,6 +7,7 @@ Retry-After), 5xx and connection errors.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -18,6 +19,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 )
 from slack_sdk.web.async_client import AsyncWebClient
 
+from agents import metrics
 from agents.errors import ActionError
 
 log = logging.getLogger(__name__)
@@ -67,20 +69,47 @@ class Surface(Protocol):
     async def user(self, user_id: str) -> UserInfo | None: ...
 
 
+class _CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
+    """Slack's 429 handling (sleep Retry-After, try again), counted for /metrics."""
+
+    async def _can_retry_async(
+        self, *, state: Any, request: Any, response: Any = None, error: Any = None
+    ) -> bool:
+        if response is not None and response.status_code == 429:
+            metrics.SLACK_RATE_LIMITED.inc()
+        return await super()._can_retry_async(state=state, request=request, response=response, error=error)
+
+
 def make_client(token: str, base_url: str, *, max_retries: int = 3) -> AsyncWebClient:
+    """The one Web API client: retries connection errors, 429s (honouring Retry-After) and 5xx."""
     client = AsyncWebClient(token=token, base_url=base_url, timeout=15)
     client.retry_handlers = [
         AsyncConnectionErrorRetryHandler(max_retry_count=2),
-        AsyncRateLimitErrorRetryHandler(max_retry_count=max_retries),
+        _CountingRateLimitHandler(max_retry_count=max_retries),
         AsyncServerErrorRetryHandler(max_retry_count=2),
     ]
     return client
 
 
 class SlackSurface:
-    def __init__(self, client: AsyncWebClient) -> None:
+    def __init__(self, client: AsyncWebClient, *, on_failure: Callable[[], None] | None = None) -> None:
         self.client = client
+        self.on_failure = on_failure or (lambda: None)
         self._users: dict[str, UserInfo] = {}
+
+    async def _call(self, method: str, call: Awaitable[Any]) -> Any:
+        try:
+            response = await call
+        except SlackApiError as e:
+            metrics.SLACK_CALLS.labels(method, _code(e)).inc()
+            self.on_failure()
+            raise
+        except Exception:
+            metrics.SLACK_CALLS.labels(method, "error").inc()
+            self.on_failure()
+            raise
+        metrics.SLACK_CALLS.labels(method, "ok").inc()
+        return response
 
     async def post(
         self,
@@ -90,20 +119,25 @@ class SlackSurface:
         blocks: list[dict[str, Any]] | None = None,
         thread_ts: str | None = None,
     ) -> str:
-        response = await self.client.chat_postMessage(
-            channel=channel,
-            text=text,
-            blocks=blocks,
-            thread_ts=thread_ts,
-            unfurl_links=False,
-            unfurl_media=False,
+        response = await self._call(
+            "chat.postMessage",
+            self.client.chat_postMessage(
+                channel=channel,
+                text=text,
+                blocks=blocks,
+                thread_ts=thread_ts,
+                unfurl_links=False,
+                unfurl_media=False,
+            ),
         )
         return str(response["ts"])
 
     async def update(
         self, *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
     ) -> None:
-        await self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        await self._call(
+            "chat.update", self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
+        )
 
     async def post_text(self, *, channel: str, text: str, thread_ts: str | None = None) -> str:
         try:
@@ -113,7 +147,7 @@ class SlackSurface:
 
     async def delete_message(self, *, channel: str, ts: str) -> None:
         try:
-            await self.client.chat_delete(channel=channel, ts=ts)
+            await self._call("chat.delete", self.client.chat_delete(channel=channel, ts=ts))
         except SlackApiError as e:
             if _code(e) in GONE:
                 return
@@ -121,7 +155,9 @@ class SlackSurface:
 
     async def react(self, *, channel: str, ts: str, name: str) -> None:
         try:
-            await self.client.reactions_add(channel=channel, timestamp=ts, name=name)
+            await self._call(
+                "reactions.add", self.client.reactions_add(channel=channel, timestamp=ts, name=name)
+            )
         except SlackApiError as e:
             if _code(e) != "already_reacted":
                 raise
@@ -129,13 +165,19 @@ class SlackSurface:
     async def post_ephemeral(
         self, *, channel: str, user: str, text: str, thread_ts: str | None = None
     ) -> None:
-        await self.client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts)
+        await self._call(
+            "chat.postEphemeral",
+            self.client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts),
+        )
+
+    async def publish_home(self, *, user: str, view: dict[str, Any]) -> None:
+        await self._call("views.publish", self.client.views_publish(user_id=user, view=view))
 
     async def user(self, user_id: str) -> UserInfo | None:
         if user_id in self._users:
             return self._users[user_id]
         try:
-            response = await self.client.users_info(user=user_id)
+            response = await self._call("users.info", self.client.users_info(user=user_id))
         except SlackApiError as e:
             log.warning("users.info %s failed: %s", user_id, _code(e))
             return None

@@ -6,7 +6,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from storage.clock import now
@@ -86,6 +86,7 @@ class Run(SQLModel, table=True):
         Index("ix_runs_status_lease", "status", "lease_expires_at"),
         Index("ix_runs_thread", "team_id", "channel_id", "thread_ts"),
         Index("ix_runs_agent_created", "agent", "created_at"),
+        Index("ix_runs_created", "created_at"),
     )
     id: int | None = Field(default=None, primary_key=True)
     request_id: int = Field(foreign_key="requests.id", index=True)
@@ -239,6 +240,43 @@ class AuditEvent(SQLModel, table=True):
     action: str = Field(max_length=32)  # pause, resume, undo, approve, deny, refused, ...
     target: str = Field(default="", max_length=128)  # "agent:ops", "run:42", "approval:7"
     detail: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+class SummaryPost(SQLModel, table=True):
+    """One daily summary per date and channel, whatever the number of processes."""
+
+    __tablename__ = "summary_posts"
+    __table_args__ = (UniqueConstraint("day", "channel_id", "attempt", name="uq_summary_day_channel"),)
+    id: int | None = Field(default=None, primary_key=True)
+    day: str = Field(max_length=10)  # YYYY-MM-DD in the summary's time zone
+    channel_id: str = Field(max_length=32)
+    attempt: int = 0  # 0 for the scheduled post; --force adds another
+    ts: str | None = Field(default=None, max_length=32)
+    claimed_at: datetime = Field(default_factory=now)
+
+
+class Alert(SQLModel, table=True):
+    """A condition the system noticed: raised once, noted again when it clears."""
+
+    __tablename__ = "alerts"
+    __table_args__ = (
+        # One active alert per condition.
+        Index(
+            "uq_alert_active",
+            "key",
+            unique=True,
+            sqlite_where=text("active"),
+            postgresql_where=text("active"),
+        ),
+    )
+    id: int | None = Field(default=None, primary_key=True)
+    key: str = Field(max_length=255)  # "stuck:run:42", "failure_rate:ops", ...
+    active: bool = Field(default=True, index=True)
+    message: str = Field(sa_column=Column(Text, nullable=False))
+    raised_at: datetime = Field(default_factory=now)
+    cleared_at: datetime | None = None
+    channel_id: str | None = Field(default=None, max_length=32)
+    ts: str | None = Field(default=None, max_length=32)
 
 
 class Meta(SQLModel, table=True):

@@ -300,3 +300,11 @@ async def expire_leases(*, session: AsyncSession, worker_ids: list[str]) -> list
         .returning(Run.id)
     )
     return list((await session.exec(stmt)).scalars().all())
+
+
+async def count_active(*, session: AsyncSession) -> dict[str, int]:
+    """Runs queued, running and waiting (for /metrics)."""
+    stmt = select(Run.status, func.count()).where(col(Run.status).in_(ACTIVE_STATUSES)).group_by(Run.status)
+    counts = {str(s): 0 for s in ACTIVE_STATUSES}
+    counts.update({s: int(n) for s, n in (await session.exec(stmt)).all()})
+    return counts

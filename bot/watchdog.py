@@ -1,0 +1,207 @@
+"""The watchdog: notices what nobody is there to notice, and says so once.
+
+Conditions: stuck runs, an agent's failure rate or undo rate over a window,
+repeated model failures, repeated Slack failures. Each raises one alert in the
+alert channel until it clears (then a note says so). A crossed failure or undo
+rate pauses the agent (the circuit breaker); the alert says why and how to resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import timedelta
+
+from agents.config import Config
+from bot.surface import Surface
+from storage import alerts, audit, controls
+from storage.clock import now
+from storage.engine import Database
+from storage.models import Alert, RunStatus
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Condition:
+    key: str
+    message: str
+    pause_agent: str | None = None
+
+
+class SlackHealth:
+    """Failed Slack Web API calls in this process, for the watchdog."""
+
+    def __init__(self) -> None:
+        self.failures: deque[float] = deque(maxlen=1000)
+
+    def failed(self) -> None:
+        self.failures.append(time.monotonic())
+
+    def recent(self, seconds: float) -> int:
+        cutoff = time.monotonic() - seconds
+        return sum(1 for t in self.failures if t >= cutoff)
+
+
+class Watchdog:
+    def __init__(self, db: Database, config: Config, surface: Surface, slack_health: SlackHealth) -> None:
+        self.db = db
+        self.config = config
+        self.surface = surface
+        self.slack_health = slack_health
+        self.channel = config.alerts.channel or config.summary.channel
+
+    async def check(self) -> list[str]:
+        """Raise new alerts, clear old ones; returns the keys of conditions that hold now."""
+        conditions = await self.conditions()
+        async with self.db.read() as session:
+            active = {a.key: a for a in await alerts.active_alerts(session=session)}
+        for c in conditions:
+            if c.key not in active:
+                await self._raise(c)
+        holding = {c.key for c in conditions}
+        for key, alert in active.items():
+            if key not in holding:
+                await self._clear(alert)
+        return sorted(holding)
+
+    async def conditions(self) -> list[Condition]:
+        cfg = self.config.alerts
+        t = now()
+        window = timedelta(minutes=cfg.window_minutes)
+        found: list[Condition] = []
+        async with self.db.read() as session:
+            for run in await alerts.stuck_runs(
+                session=session, before=t - timedelta(minutes=cfg.stuck_minutes)
+            ):
+                if run.status == RunStatus.queued and await controls.paused_scope(
+                    session=session, agent=run.agent
+                ):
+                    continue  # waiting for a resume is not being stuck
+                found.append(
+                    Condition(
+                        f"stuck:run:{run.id}",
+                        f":hourglass: Run #{run.id} ({run.agent}) has made no progress for over "
+                        f"{cfg.stuck_minutes:g} minutes (status {run.status}). Its thread: "
+                        f"https://slack.com/archives/{run.channel_id}/p{run.thread_ts.replace('.', '')}",
+                    )
+                )
+            for agent in self.config.agents:
+                since = t - window
+                resumed = await alerts.last_resume(session=session, agent=agent.name)
+                if resumed is not None and resumed > since:
+                    since = resumed  # after a human resumes, count afresh
+                rows = [
+                    r for r in await alerts.finished_since(session=session, since=since) if r[0] == agent.name
+                ]
+                finished = sum(n for *_, n in rows)
+                if finished < cfg.min_runs:
+                    continue
+                failed = sum(
+                    n
+                    for _, s, undone, n in rows
+                    if s == RunStatus.failed or (s == RunStatus.rolled_back and not undone)
+                )
+                undone = sum(n for _, _, u, n in rows if u)
+                breaker = agent.name if cfg.pause_on_breach else None
+                if failed / finished >= cfg.failure_rate:
+                    found.append(
+                        Condition(
+                            f"failure_rate:{agent.name}",
+                            f":rotating_light: Agent *{agent.name}*: {failed} of its last {finished} "
+                            "runs failed "
+                            f"(threshold {cfg.failure_rate:.0%} over {cfg.window_minutes:g} min).",
+                            breaker,
+                        )
+                    )
+                if undone / finished >= cfg.undo_rate:
+                    found.append(
+                        Condition(
+                            f"undo_rate:{agent.name}",
+                            f":rotating_light: Agent *{agent.name}*: people undid {undone} of its last "
+                            f"{finished} runs "
+                            f"(threshold {cfg.undo_rate:.0%} over {cfg.window_minutes:g} min).",
+                            breaker,
+                        )
+                    )
+            model_failures = await alerts.model_failures_since(session=session, since=t - window)
+        if model_failures >= cfg.model_failures:
+            found.append(
+                Condition(
+                    "model_failures",
+                    f":warning: The model failed {model_failures} times in {cfg.window_minutes:g} min: "
+                    "check OPENAI_BASE_URL, the API key and the provider's status.",
+                )
+            )
+        slack_failures = self.slack_health.recent(window.total_seconds())
+        if slack_failures >= cfg.slack_failures:
+            found.append(
+                Condition(
+                    "slack_failures",
+                    f":warning: {slack_failures} Slack API calls failed in {cfg.window_minutes:g} min "
+                    "(rate limits or outages); undelivered outcomes are retried.",
+                )
+            )
+        return found
+
+    async def _raise(self, c: Condition) -> None:
+        message = c.message
+        if c.pause_agent:
+            message += await self._trip(c)
+        async with self.db.write() as session:
+            alert = await alerts.raise_alert(
+                session=session, key=c.key, message=message, channel_id=self.channel
+            )
+        if alert is None or alert.id is None:
+            return  # another process raised it first
+        log.warning("alert %s: %s", c.key, message)
+        if self.channel:
+            try:
+                ts = await self.surface.post(channel=self.channel, text=message)
+            except Exception:  # broad on purpose: the alert is recorded; posting is retried as a new alert
+                log.exception("posting alert %s failed", c.key)
+                return
+            async with self.db.write() as session:
+                await alerts.set_alert_ts(session=session, alert_id=alert.id, ts=ts)
+
+    async def _trip(self, c: Condition) -> str:
+        """The circuit breaker: pause the agent."""
+        agent = c.pause_agent or ""
+        async with self.db.write() as session:
+            changed = await controls.set_paused(
+                session=session, scope=agent, paused=True, by_user="system", reason=c.key
+            )
+            if changed:
+                await audit.record(
+                    session=session, actor="system", action="pause", target=f"agent:{agent}", detail=c.key
+                )
+        if not changed:
+            return f" Agent *{agent}* is already paused."
+        return (
+            f" Agent *{agent}* has been paused automatically (circuit breaker): no new action starts. "
+            f"Look at its recent runs, then `resume agent {agent}` (or `/agent resume {agent}`) to continue."
+        )
+
+    async def _clear(self, alert: Alert) -> None:
+        assert alert.id is not None
+        async with self.db.write() as session:
+            if not await alerts.clear_alert(session=session, alert_id=alert.id):
+                return
+        log.info("alert %s cleared", alert.key)
+        if self.channel:
+            note = f":white_check_mark: Cleared: {CLEARED.get(alert.key.split(':')[0], alert.key)}."
+            try:
+                await self.surface.post(channel=self.channel, text=note, thread_ts=alert.ts)
+            except Exception:  # broad on purpose: the clear is recorded either way
+                log.exception("posting the clear of alert %s failed", alert.key)
+
+
+CLEARED = {
+    "stuck": "the run is moving again (or finished)",
+    "failure_rate": "the failure rate is back under its threshold",
+    "undo_rate": "the undo rate is back under its threshold",
+    "model_failures": "the model answers again",
+    "slack_failures": "Slack calls succeed again",
+}

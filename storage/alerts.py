@@ -1,0 +1,88 @@
+"""Alerts: one active alert per condition; cleared with a note."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import update
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.clock import now
+from storage.dialect import insert_ignore
+from storage.models import Alert, AuditEvent, Run, RunStatus, Step, StepKind, StepStatus
+
+
+async def raise_alert(
+    *, session: AsyncSession, key: str, message: str, channel_id: str | None
+) -> Alert | None:
+    """The new alert, or None when this condition already has an active one."""
+    alert_id = await insert_ignore(
+        session,
+        Alert,
+        {"key": key, "active": True, "message": message, "raised_at": now(), "channel_id": channel_id},
+        returning=Alert.id,
+    )
+    return None if alert_id is None else await session.get(Alert, alert_id)
+
+
+async def active_alerts(*, session: AsyncSession, prefix: str = "") -> list[Alert]:
+    stmt = select(Alert).where(Alert.active)
+    if prefix:
+        stmt = stmt.where(col(Alert.key).startswith(prefix))
+    return list((await session.exec(stmt.order_by(col(Alert.id)))).all())
+
+
+async def clear_alert(*, session: AsyncSession, alert_id: int) -> bool:
+    result = await session.exec(
+        update(Alert).where(col(Alert.id) == alert_id, Alert.active).values(active=False, cleared_at=now())
+    )
+    return bool(result.rowcount)
+
+
+async def set_alert_ts(*, session: AsyncSession, alert_id: int, ts: str) -> None:
+    await session.exec(update(Alert).where(col(Alert.id) == alert_id).values(ts=ts))
+
+
+async def stuck_runs(*, session: AsyncSession, before: datetime) -> list[Run]:
+    """Running runs with no step started or finished since `before`, and old queued runs."""
+    last_step = (
+        select(func.max(func.coalesce(Step.finished_at, Step.started_at)))
+        .where(Step.run_id == Run.id)
+        .scalar_subquery()
+    )
+    running = select(Run).where(
+        Run.status == RunStatus.running,
+        col(Run.updated_at) < before,
+        func.coalesce(last_step, Run.updated_at) < before,
+    )
+    queued = select(Run).where(Run.status == RunStatus.queued, col(Run.updated_at) < before)
+    return list((await session.exec(running)).all()) + list((await session.exec(queued)).all())
+
+
+async def finished_since(*, session: AsyncSession, since: datetime) -> list[tuple[str, str, bool, int]]:
+    """(agent, status, undone?, count) for runs finished since `since`."""
+    stmt = (
+        select(Run.agent, Run.status, col(Run.undone_by).is_not(None), func.count())
+        .where(col(Run.finished_at) >= since)
+        .group_by(Run.agent, Run.status, col(Run.undone_by).is_not(None))
+    )
+    return [(a, s, bool(u), int(n)) for a, s, u, n in (await session.exec(stmt)).all()]
+
+
+async def model_failures_since(*, session: AsyncSession, since: datetime) -> int:
+    stmt = select(func.count()).where(
+        Step.kind == StepKind.model,
+        Step.status == StepStatus.failed,
+        col(Step.started_at) >= since,
+        ~col(Step.error).startswith("interrupted"),
+    )
+    return int((await session.exec(stmt)).one())
+
+
+async def last_resume(*, session: AsyncSession, agent: str) -> datetime | None:
+    """When a human last resumed this agent (the circuit breaker counts from there)."""
+    stmt = select(func.max(AuditEvent.at)).where(
+        AuditEvent.action == "resume", col(AuditEvent.target).in_([f"agent:{agent}", "agent:*"])
+    )
+    return (await session.exec(stmt)).one()

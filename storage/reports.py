@@ -1,0 +1,182 @@
+"""Aggregates for the daily summary, computed from the journal with indexed queries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlmodel import col, func, select
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from storage.clock import now
+from storage.dialect import insert_ignore
+from storage.models import (
+    Approval,
+    ApprovalStatus,
+    AuditEvent,
+    Control,
+    Run,
+    RunStatus,
+    SummaryPost,
+)
+
+
+@dataclass
+class AgentDay:
+    agent: str
+    outcomes: dict[str, int] = field(default_factory=dict)
+    """Runs created that day, by their current status."""
+    undone: int = 0
+    """Runs a human undid."""
+    rolled_back: int = 0
+    """Runs that failed and rolled themselves back."""
+
+    @property
+    def runs(self) -> int:
+        return sum(self.outcomes.values())
+
+
+@dataclass
+class Usage:
+    planner: str
+    runs: int
+    prompt_tokens: int
+    completion_tokens: int
+
+
+@dataclass
+class DayReport:
+    start: datetime
+    end: datetime
+    agents: dict[str, AgentDay]
+    failures: list[Run]
+    """The day's runs that failed (kept as they were, or rolled back automatically)."""
+    waiting_for_human: list[Run]
+    """Runs, of any day, stopped until a human looks."""
+    approvals_waiting: list[Approval]
+    control_events: list[AuditEvent]
+    """Pauses and resumes during the day."""
+    paused_now: list[Control]
+    usage: list[Usage]
+
+    @property
+    def runs(self) -> int:
+        return sum(a.runs for a in self.agents.values())
+
+
+async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -> DayReport:
+    in_day = (col(Run.created_at) >= start, col(Run.created_at) < end)
+    agents: dict[str, AgentDay] = {}
+    rows = (
+        await session.exec(
+            select(Run.agent, Run.status, func.count()).where(*in_day).group_by(Run.agent, Run.status)
+        )
+    ).all()
+    for agent, status, n in rows:
+        agents.setdefault(agent, AgentDay(agent)).outcomes[status] = n
+    rows = (
+        await session.exec(
+            select(Run.agent, col(Run.undone_by).is_(None), func.count())
+            .where(*in_day, Run.status == RunStatus.rolled_back)
+            .group_by(Run.agent, col(Run.undone_by).is_(None))
+        )
+    ).all()
+    for agent, automatic, n in rows:
+        day = agents.setdefault(agent, AgentDay(agent))
+        if automatic:
+            day.rolled_back += n
+        else:
+            day.undone += n
+    failures = list(
+        (
+            await session.exec(
+                select(Run)
+                .where(
+                    *in_day,
+                    (Run.status == RunStatus.failed)
+                    | ((Run.status == RunStatus.rolled_back) & col(Run.undone_by).is_(None)),
+                )
+                .order_by(col(Run.id))
+            )
+        ).all()
+    )
+    waiting = list(
+        (
+            await session.exec(
+                select(Run)
+                .where(Run.status == RunStatus.waiting, col(Run.wait_reason).startswith("needs a human"))
+                .order_by(col(Run.id))
+            )
+        ).all()
+    )
+    approvals = list(
+        (
+            await session.exec(
+                select(Approval).where(Approval.status == ApprovalStatus.pending).order_by(col(Approval.id))
+            )
+        ).all()
+    )
+    control_events = list(
+        (
+            await session.exec(
+                select(AuditEvent)
+                .where(
+                    col(AuditEvent.action).in_(["pause", "resume"]),
+                    col(AuditEvent.at) >= start,
+                    col(AuditEvent.at) < end,
+                )
+                .order_by(col(AuditEvent.id))
+            )
+        ).all()
+    )
+    paused = list((await session.exec(select(Control).where(Control.paused))).all())
+    usage_rows = (
+        await session.exec(
+            select(Run.planner, func.count(), func.sum(Run.prompt_tokens), func.sum(Run.completion_tokens))
+            .where(*in_day, col(Run.planner).is_not(None))
+            .group_by(Run.planner)
+        )
+    ).all()
+    usage = [Usage(p or "", n, int(pt or 0), int(ct or 0)) for p, n, pt, ct in usage_rows]
+    return DayReport(start, end, agents, failures, waiting, approvals, control_events, paused, usage)
+
+
+async def claim_summary(*, session: AsyncSession, day: str, channel_id: str, force: bool) -> int | None:
+    """Claim the right to post `day`'s summary to a channel; None if it was posted already.
+
+    Without `force` only the first caller ever gets it; with `force` a new attempt is made.
+    Returns the claim's id.
+    """
+    attempt = 0
+    if force:
+        last = (
+            await session.exec(
+                select(func.max(SummaryPost.attempt)).where(
+                    SummaryPost.day == day, SummaryPost.channel_id == channel_id
+                )
+            )
+        ).one()
+        attempt = 0 if last is None else last + 1
+    return await insert_ignore(
+        session,
+        SummaryPost,
+        {"day": day, "channel_id": channel_id, "attempt": attempt, "claimed_at": now()},
+        returning=SummaryPost.id,
+    )
+
+
+async def set_summary_ts(*, session: AsyncSession, claim_id: int, ts: str | None) -> None:
+    """Record the posted message, or (ts None) give the claim back after a failed post."""
+    post = await session.get(SummaryPost, claim_id)
+    if post is None:
+        return
+    if ts is None:
+        await session.delete(post)
+    else:
+        post.ts = ts
+        session.add(post)
+
+
+async def summary_posted(*, session: AsyncSession, day: str, channel_id: str) -> bool:
+    stmt = select(SummaryPost.id).where(SummaryPost.day == day, SummaryPost.channel_id == channel_id)
+    return (await session.exec(stmt)).first() is not None

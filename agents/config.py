@@ -98,6 +98,18 @@ class CommandActionConfig(ActionBase):
     undo: str | None = None
     cwd: str | None = None
 
+    @field_validator("run", "undo")
+    @classmethod
+    def _safe_template(cls, v: str | None) -> str | None:
+        if v is not None:
+            from agents.templating import check_shell  # local: templating imports config's errors
+
+            try:
+                check_shell(v)
+            except ValueError as e:
+                raise ValueError(f"not a usable command template: {e}") from None
+        return v
+
 
 class HttpActionConfig(ActionBase):
     kind: Literal["http"]

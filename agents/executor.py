@@ -135,7 +135,7 @@ class Executor:
         if holder is None:
             return None
         if await locks.would_deadlock(session=session, run_id=self.run_id, holder=holder):
-            raise gate.Denied(resource, f"run #{holder} waits for what this run holds (deadlock)")
+            raise gate.Deadlock(resource, holder)
         reason = locks.wait_reason(resource, holder)
         await runs.release(
             session=session,

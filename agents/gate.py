@@ -35,6 +35,15 @@ class ResourceBusy(Interrupted):
         super().__init__(reason)
 
 
+class Deadlock(Interrupted):
+    """Two runs each wait for what the other holds: this one fails (and frees its locks)."""
+
+    def __init__(self, resource: str, holder: int) -> None:
+        super().__init__(f"{resource}: run #{holder} waits for what this run holds (deadlock)")
+        self.resource = resource
+        self.holder = holder
+
+
 class Denied(Interrupted):
     """A human denied the action (or nobody decided in time): the run fails."""
 

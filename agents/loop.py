@@ -75,7 +75,7 @@ class RunLoop:
         except gate.AwaitingApproval as stop:
             await self._wait(str(stop))
             await self.rt.reporter.approval_requested(stop.approval_id)
-        except gate.Denied as stop:
+        except (gate.Denied, gate.Deadlock) as stop:
             await self._finish(RunStatus.failed, error=str(stop))
 
     async def _work(self, planner: Planner, steps: list[Step]) -> None:

@@ -10,7 +10,6 @@ which is quoted as usual.
 from __future__ import annotations
 
 import os
-import shlex
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
@@ -18,6 +17,7 @@ from urllib.parse import quote
 from jinja2 import StrictUndefined, TemplateError
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from agents import shell
 from agents.errors import ActionError
 
 
@@ -42,7 +42,8 @@ def _env(quote_fn: Callable[[str], str]) -> ImmutableSandboxedEnvironment:
     )
 
 
-_SHELL = _env(shlex.quote)
+_SHELL = ImmutableSandboxedEnvironment(undefined=StrictUndefined, autoescape=False)
+_SHELL.filters.update(sh=shell.sh, sh_dq=shell.sh_dq, sh_sq=shell.sh_sq)
 _URL = _env(lambda s: quote(s, safe=""))
 _PLAIN = _env(lambda s: s)
 
@@ -53,8 +54,20 @@ def environ(trusted: bool) -> dict[str, str]:
 
 
 def render_shell(template: str, params: Mapping[str, Any]) -> str:
-    """A shell command with every parameter shell-quoted."""
-    return _render(_SHELL, template, {**params, "env": environ(trusted=False)})
+    """A shell command with every substituted value quoted for where it stands (see agents.shell)."""
+    try:
+        source = shell.contextualize(template)
+    except shell.ShellTemplateError as e:
+        raise ActionError(f"template error: {e}") from None
+    return _render(_SHELL, source, {**params, "env": environ(trusted=False)})
+
+
+def check_shell(template: str) -> None:
+    """Raise ValueError when a command template cannot be rendered safely."""
+    try:
+        _SHELL.parse(shell.contextualize(template))
+    except (shell.ShellTemplateError, TemplateError) as e:
+        raise ValueError(str(e)) from None
 
 
 def render_url(template: str, params: Mapping[str, Any]) -> str:

@@ -24,8 +24,8 @@ from bot.intake import Incoming, Intake
 log = logging.getLogger(__name__)
 
 HUMAN_SUBTYPES = {None, "thread_broadcast", "file_share"}
-PUBLIC_VERBS = {"pause", "resume", "summary"}
-HOME_HINT = "`/agent status` in any channel shows this too; `pause all agents` is the emergency stop."  # announced in the channel, not only to the one who asked
+PUBLIC_VERBS = {"pause", "resume", "summary"}  # announced in the channel, not only to the one who asked
+HOME_HINT = "`/agent status` in any channel shows this too; `pause all agents` is the emergency stop."
 
 
 def build_app(

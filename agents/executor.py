@@ -196,6 +196,8 @@ class Executor:
             await journal.record_step(
                 session=session,
                 run_id=self.run_id,
+                worker_id=self.rt.worker_id,
+                lease=self.rt.lease,
                 kind=StepKind.action,
                 name=action.name,
                 status=StepStatus.rejected,
@@ -218,6 +220,8 @@ class Executor:
             await journal.record_step(
                 session=session,
                 run_id=self.run_id,
+                worker_id=self.rt.worker_id,
+                lease=self.rt.lease,
                 kind=StepKind.action,
                 name=action.name,
                 status=StepStatus.proposed,
@@ -236,6 +240,8 @@ class Executor:
             await journal.record_step(
                 session=session,
                 run_id=self.run_id,
+                worker_id=self.rt.worker_id,
+                lease=self.rt.lease,
                 kind=StepKind.action,
                 name=call.name[:128],
                 status=StepStatus.rejected,

@@ -190,6 +190,8 @@ class RunLoop:
                 continue
             action = self.actions.get(step.name)
             if action is not None and action.idempotent:
+                async with self.rt.db.read() as session:  # a pause also holds a repeat
+                    await gate.check(session=session, run_id=self.run_id, agent=self.agent.name)
                 args = action.args_model.model_validate(step.arguments or {})
                 reply = await self.executor.perform(step, action, args)
                 messages.append({"role": "tool", "tool_call_id": step.tool_call_id, "content": reply})

@@ -42,12 +42,32 @@ def sh_sq(value: Any) -> str:
     return text(value).replace("'", "'\\''")
 
 
+_HEREDOC = re.compile(r"<<(-?)[ \t]*(?:'([^']*)'|\"([^\"]*)\"|\\?([A-Za-z_][A-Za-z0-9_]*))")
+
+
 def contextualize(template: str) -> str:
-    """The template with a quoting filter appended to every `{{ ... }}` expression."""
+    """The template with a quoting filter appended to every `{{ ... }}` expression.
+
+    A value inside a heredoc body is refused: a line of it equal to the end marker
+    would end the heredoc early, whatever the escaping.
+    """
     out: list[str] = []
     stack = [NORMAL]  # quoting contexts; `$(` and backticks inside double quotes push NORMAL
+    heredocs: list[tuple[str, bool]] = []  # markers opened on this line, bodies start at its end
     i, n = 0, len(template)
     while i < n:
+        if template[i] == "\n" and heredocs and stack[-1] == NORMAL:
+            i = _skip_heredoc_bodies(template, i + 1, heredocs, out)
+            heredocs = []
+            continue
+        if stack[-1] == NORMAL and template.startswith("<<", i) and not template.startswith("<<<", i):
+            m = _HEREDOC.match(template, i)
+            if m:
+                marker = next(g for g in m.groups()[1:] if g is not None)
+                heredocs.append((marker, m.group(1) == "-"))
+                out.append(m.group(0))
+                i = m.end()
+                continue
         if template.startswith("{{", i):
             end = template.find("}}", i + 2)
             if end < 0:
@@ -101,3 +121,22 @@ def contextualize(template: str) -> str:
     if stack != [NORMAL]:
         raise ShellTemplateError("its quotes are not balanced")
     return "".join(out)
+
+
+def _skip_heredoc_bodies(template: str, i: int, heredocs: list[tuple[str, bool]], out: list[str]) -> int:
+    """Copy heredoc bodies (from `i`) verbatim; refuse an expression inside one."""
+    out.append("\n")
+    for marker, strip_tabs in heredocs:
+        while i < len(template):
+            end = template.find("\n", i)
+            line = template[i : len(template) if end < 0 else end]
+            if "{{" in line:
+                raise ShellTemplateError(
+                    "a value cannot be put inside a heredoc (a line of it could end the heredoc); "
+                    "pass it as an argument, e.g. printf '%s\\n' {{ value }}"
+                )
+            out.append(line + ("" if end < 0 else "\n"))
+            i = len(template) if end < 0 else end + 1
+            if (line.lstrip("\t") if strip_tabs else line) == marker:
+                break
+    return i

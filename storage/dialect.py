@@ -16,10 +16,11 @@ async def insert_ignore(
     table = model.__table__  # type: ignore[attr-defined]
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
-    stmt = ins.values(**values).on_conflict_do_nothing()
+    # preserve_rowcount: without it SQLAlchemy reports -1 for this INSERT on PostgreSQL.
+    stmt = ins.values(**values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
     if returning is not None:
         stmt = stmt.returning(returning)
         row = (await session.exec(stmt)).first()
         return None if row is None else row[0]
     result = await session.exec(stmt)
-    return True if result.rowcount else None  # type: ignore[attr-defined]
+    return True if result.rowcount > 0 else None  # type: ignore[attr-defined]

@@ -46,7 +46,7 @@ class Database:
             kwargs["poolclass"] = NullPool
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": 30, "check_same_thread": False}
-            if ":memory:" in self.url or self.url.rstrip("/").endswith("sqlite+aiosqlite:"):
+            if make_url(url).database in (None, "", ":memory:"):
                 raise ValueError("an in-memory SQLite database cannot be shared; use a file")
         elif pooled:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)

@@ -41,9 +41,21 @@ async def finish_step(*, session: AsyncSession, step_id: int, status: StepStatus
 
 
 async def record_step(
-    *, session: AsyncSession, run_id: int, kind: StepKind, name: str, status: StepStatus, **fields: Any
+    *,
+    session: AsyncSession,
+    run_id: int,
+    worker_id: str,
+    lease: timedelta,
+    kind: StepKind,
+    name: str,
+    status: StepStatus,
+    **fields: Any,
 ) -> Step:
-    """Journal a step that is complete as it is written (a rejected tool call)."""
+    """Journal a step that is complete as it is written (a rejected or proposed tool call).
+
+    Fenced like `begin_step`: raises LeaseLost unless this worker still owns the run.
+    """
+    await renew_lease(session=session, run_id=run_id, worker_id=worker_id, lease=lease)
     last = (await session.exec(select(func.max(Step.seq)).where(Step.run_id == run_id))).one()
     t = now()
     step = Step(

@@ -159,7 +159,7 @@ async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
 
 async def requeue_waiting(*, session: AsyncSession, wait_reason: str, agent: str | None = None) -> list[int]:
     """Put runs waiting for `wait_reason` (a prefix, e.g. "paused") back in the queue."""
-    cond = [Run.status == RunStatus.waiting, col(Run.wait_reason).startswith(wait_reason)]
+    cond = [Run.status == RunStatus.waiting, col(Run.wait_reason).startswith(wait_reason, autoescape=True)]
     if agent is not None:
         cond.append(Run.agent == agent)
     stmt = (

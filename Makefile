@@ -1,0 +1,69 @@
+# chatops developer tasks. Everything runs from the project's own .venv.
+#
+#   make run                  start chatops (the local console when no Slack credentials are set)
+#   make test                 run the test suite against SQLite and a throwaway PostgreSQL
+#   make test PYTEST_ARGS=... pass arguments to pytest (e.g. PYTEST_ARGS="tests/storage -x")
+#   make lint                 ruff check, ruff format --check, mypy
+#   make clean                remove the venv, caches and the throwaway PostgreSQL cluster
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Touched after a successful install: the venv is rebuilt only when pyproject.toml changes.
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+# Through bash, so a checkout that lost the executable bit still works.
+PG := bash scripts/postgres.sh
+
+.DEFAULT_GOAL := help
+.PHONY: help venv run test lint clean
+
+help:
+	@sed -n 's/^#   /  /p' $(firstword $(MAKEFILE_LIST))
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@if [ ! -x $(BIN)/python ]; then \
+	    echo "==> creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
+	    $(PYTHON) -m venv $(VENV) || { \
+	        echo "could not create $(VENV): install the venv module (Debian: apt-get install python3-venv)" >&2; \
+	        rm -rf $(VENV); exit 1; }; \
+	fi
+	@echo "==> installing chatops and its dev tools into $(VENV)"
+	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
+	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+run: venv
+	$(BIN)/chatops run
+
+# Uses CHATOPS_TEST_POSTGRES_URL when it is already set; otherwise starts the throwaway
+# cluster (scripts/postgres.sh), points the tests at it, and stops it afterwards whatever
+# pytest's result (which stays make's result). A cluster that was already running before
+# `make test` is left running.
+test: venv
+	@if [ -n "$${CHATOPS_TEST_POSTGRES_URL:-}" ]; then \
+	    echo "==> PostgreSQL from the environment: $$CHATOPS_TEST_POSTGRES_URL"; \
+	    exec $(BIN)/pytest -q $(PYTEST_ARGS); \
+	fi; \
+	$(PG) status || trap '$(PG) stop' EXIT; \
+	$(PG) start || exit 1; \
+	export CHATOPS_TEST_POSTGRES_URL="$$($(PG) url)"; \
+	echo "==> CHATOPS_TEST_POSTGRES_URL=$$CHATOPS_TEST_POSTGRES_URL"; \
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+# Runs all three checks and fails if any of them failed.
+lint: venv
+	@status=0; \
+	echo "==> ruff check"; $(BIN)/ruff check . || status=1; \
+	echo "==> ruff format --check"; $(BIN)/ruff format --check . || status=1; \
+	echo "==> mypy bot agents storage"; $(BIN)/mypy bot agents storage || status=1; \
+	exit $$status
+
+# Keeps chatops.db and .env: they are the user's data, not build output.
+clean:
+	@if [ -d .pgdata ]; then $(PG) destroy || true; fi
+	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

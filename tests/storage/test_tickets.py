@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+import pytest
+
+from storage import tickets
+from storage.engine import Database
+from storage.models import TicketBase
+
+
+async def _new(db: Database, title: str, **fields: str) -> int:
+    async with db.write() as session:
+        ticket = await tickets.create_ticket(
+            session=session, ticket=TicketBase(title=title, **fields), run_id=3
+        )
+    assert ticket.id is not None
+    return ticket.id
+
+
+async def test_update_returns_the_previous_values(db: Database) -> None:
+    ticket_id = await _new(db, "Login bug", priority="high")
+    async with db.write() as session:
+        before = await tickets.update_ticket(
+            session=session, ticket_id=ticket_id, changes={"priority": "low", "assignee": "U2"}
+        )
+    assert before == {"priority": "high", "assignee": None}
+    async with db.read() as session:
+        ticket = await tickets.get_ticket(session=session, ticket_id=ticket_id)
+    assert ticket is not None and (ticket.priority, ticket.assignee, ticket.run_id) == ("low", "U2", 3)
+
+    async with db.write() as session:
+        assert await tickets.update_ticket(session=session, ticket_id=999, changes={"title": "x"}) is None
+        with pytest.raises(ValueError, match="not a ticket field"):
+            await tickets.update_ticket(session=session, ticket_id=ticket_id, changes={"run_id": 1})
+
+
+async def test_delete_takes_the_comments_too(db: Database) -> None:
+    ticket_id = await _new(db, "x")
+    async with db.write() as session:
+        comment = await tickets.add_comment(session=session, ticket_id=ticket_id, author="U1", text="hi")
+        assert comment.id is not None
+    async with db.write() as session:
+        assert await tickets.delete_ticket(session=session, ticket_id=ticket_id)
+        assert not await tickets.delete_ticket(session=session, ticket_id=ticket_id)
+        assert not await tickets.delete_comment(session=session, comment_id=comment.id)
+    async with db.read() as session:
+        assert await tickets.comments_of(session=session, ticket_id=ticket_id) == []
+
+
+async def test_find_tickets_filters_newest_first(db: Database) -> None:
+    a = await _new(db, "Login bug", assignee="U1")
+    b = await _new(db, "Disk full", description="the LOGIN server disk")
+    c = await _new(db, "Other", status="closed", assignee="U1")
+    async with db.read() as session:
+        assert [t.id for t in await tickets.find_tickets(session=session, query="login")] == [b, a]
+        assert [t.id for t in await tickets.find_tickets(session=session, assignee="U1")] == [c, a]
+        assert [t.id for t in await tickets.find_tickets(session=session, status="closed")] == [c]
+        assert [t.id for t in await tickets.find_tickets(session=session, limit=1)] == [c]

@@ -11,7 +11,7 @@ import logging
 import time
 from typing import Any
 
-from agents import gate, metrics
+from agents import gate, logcontext, metrics
 from agents.actions.base import Action, Requester
 from agents.errors import ModelError
 from agents.executor import Executor
@@ -42,6 +42,7 @@ class RunLoop:
         if run is None or request is None or run.worker_id != self.rt.worker_id:
             return
         self.run, self.request = run, request
+        logcontext.bind_run(agent=run.agent, channel=run.channel_id, thread=run.thread_ts)
         await self.rt.reporter.run_started(self.run_id)
         async with self.rt.db.read() as session:  # the thread may have just been created
             run = await runs.get_run(session=session, run_id=self.run_id) or run

@@ -14,6 +14,7 @@ import os
 import socket
 import uuid
 
+from agents import logcontext
 from agents.loop import RunLoop
 from agents.runtime import Runtime
 from storage import runs
@@ -124,6 +125,7 @@ class Worker:
         return len(ids)
 
     async def _work(self, run_id: int) -> None:
+        logcontext.bind_run(run_id=run_id)
         try:
             await RunLoop(self.rt, run_id).execute()
         except LeaseLost:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import logging
 import signal
 import sys
 from collections.abc import Sequence
@@ -13,9 +12,8 @@ from datetime import date
 
 from agents.config import load_config
 from agents.errors import ConfigError
+from bot import logs, render
 from bot.settings import Settings
-
-log = logging.getLogger("chatops")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +37,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = Settings()
-        _logging(quiet=args.command == "console" or (args.command == "run" and not settings.slack_http))
+        quiet = args.command == "console" or (args.command == "run" and not settings.slack_http)
+        logs.setup(quiet=quiet, secrets=settings.secrets())
+        render.set_redactor(logs.Redactor(settings.secrets()).clean)
         load_config(settings.config_path())  # fail before anything starts
     except ConfigError as e:
         print(f"chatops: {e}", file=sys.stderr)
@@ -114,14 +114,3 @@ async def _until_signal(coro) -> int:  # type: ignore[no-untyped-def]
     except asyncio.CancelledError:
         return 0
     return int(result or 0)
-
-
-def _logging(*, quiet: bool) -> None:
-    """Logs go to stderr; the console keeps them to warnings so the conversation stays readable."""
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
-    for noisy in ("aiohttp.access", "httpx", "slack_bolt.AsyncApp", "apscheduler"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)

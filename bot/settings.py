@@ -40,6 +40,11 @@ class Settings(BaseSettings):
         default = Path("chatops.toml")
         return default if default.exists() else None
 
+    def secrets(self) -> list[str]:
+        """Every credential's value, for redaction."""
+        values = [self.slack_bot_token, self.slack_signing_secret, self.slack_app_token, self.openai_api_key]
+        return [v.get_secret_value() for v in values if v is not None]
+
     @property
     def slack_http(self) -> bool:
         return bool(self.slack_bot_token and self.slack_signing_secret)

@@ -214,25 +214,25 @@ class Config(Strict):
         if len(defaults) > 1:
             problems.append(("agents", "default", f"more than one default agent: {defaults}"))
         for i, agent in enumerate(self.agents):
-            for action in agent.actions:
-                if action not in names:
-                    problems.append((f"agents[{i}] ({agent.name})", "actions", f"unknown action {action!r}"))
-            for action in agent.customer_actions or []:
-                if action not in agent.actions:
+            for name in agent.actions:
+                if name not in names:
+                    problems.append((f"agents[{i}] ({agent.name})", "actions", f"unknown action {name!r}"))
+            for name in agent.customer_actions or []:
+                if name not in agent.actions:
                     problems.append(
                         (
                             f"agents[{i}] ({agent.name})",
                             "customer_actions",
-                            f"{action!r} is not in its actions",
+                            f"{name!r} is not in its actions",
                         )
                     )
-            for action in agent.action_autonomy:
-                if action not in agent.actions:
+            for name in agent.action_autonomy:
+                if name not in agent.actions:
                     problems.append(
                         (
                             f"agents[{i}] ({agent.name})",
                             "action_autonomy",
-                            f"{action!r} is not in its actions",
+                            f"{name!r} is not in its actions",
                         )
                     )
             for channel in agent.channels:

@@ -99,7 +99,8 @@ class Executor:
         """Run the action of a journaled intent and journal its result."""
         assert step.id is not None and step.idempotency_key is not None
         ctx = self.context(step.idempotency_key)
-        status, fields, reply = StepStatus.failed, {}, ""
+        status, reply = StepStatus.failed, ""
+        fields: dict[str, Any] = {}
         started = time.monotonic()
         try:
             result = await action.run(ctx, args)

@@ -95,14 +95,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def _run(coro) -> int:  # type: ignore[no-untyped-def]
+def _run(coro) -> int:
     try:
         return asyncio.run(_until_signal(coro))
     except KeyboardInterrupt:
         return 130
 
 
-async def _until_signal(coro) -> int:  # type: ignore[no-untyped-def]
+async def _until_signal(coro) -> int:
     """Run the command; SIGTERM/SIGINT cancel it so it can stop its workers cleanly."""
     task = asyncio.ensure_future(coro)
     loop = asyncio.get_running_loop()

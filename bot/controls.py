@@ -211,9 +211,9 @@ class Controls:
                 f":double_vertical_bar: ALL AGENTS PAUSED by <@{c.by_user}> since {_clock(c.changed_at)}"
             )
         for agent in self.config.agents:
-            c = flags.get(agent.name)
-            state = f"paused by <@{c.by_user}> since {_clock(c.changed_at)}" if c else "active"
-            if c is None and ALL in flags:
+            flag = flags.get(agent.name)
+            state = f"paused by <@{flag.by_user}> since {_clock(flag.changed_at)}" if flag else "active"
+            if flag is None and ALL in flags:
                 state = "paused (all agents)"
             mine = [r for r in active if r.agent == agent.name]
             lines.append(f"• *{agent.name}*: {state}; {len(mine)} run{'s' * (len(mine) != 1)} in flight")

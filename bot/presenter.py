@@ -170,10 +170,13 @@ class Presenter:
         """Deliver outcomes that could not be posted before; returns how many were tried."""
         async with self.db.read() as session:
             ids = await runs.finished_without_outcome(session=session)
+            approval_ids = await approvals.unposted_approvals(session=session)
         for run_id in ids:
             await self._safely(self._refresh(run_id))
             await self._safely(self._deliver_outcome(run_id))
-        return len(ids)
+        for approval_id in approval_ids:
+            await self._safely(self._post_approval(approval_id))
+        return len(ids) + len(approval_ids)
 
     async def drain(self) -> None:
         """Wait for scheduled refreshes and announcements (console exit, tests)."""

@@ -9,6 +9,7 @@ import sys
 from datetime import date
 
 from aiohttp import web
+from slack_bolt.async_app import AsyncApp
 
 from bot.http import build_web_app
 from bot.services import Services, build_services
@@ -38,7 +39,7 @@ async def console(settings: Settings) -> int:
     return 0
 
 
-def _slack(settings: Settings) -> tuple[Services, object]:
+def _slack(settings: Settings) -> tuple[Services, AsyncApp]:
     assert settings.slack_bot_token is not None
     client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
     health = SlackHealth()
@@ -75,7 +76,7 @@ class Server:
         app = build_web_app(
             self.services,
             self.bolt,
-            secret.get_secret_value() if secret else None,  # type: ignore[arg-type]
+            secret.get_secret_value() if secret else None,
             workers_enabled=self.workers,
             scheduler_enabled=self.scheduler,
         )
@@ -123,7 +124,7 @@ async def socket_mode(settings: Settings) -> int:
     services, bolt = _slack(settings)
     await services.db.migrate()
     assert settings.slack_app_token is not None
-    handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())  # type: ignore[arg-type]
+    handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
     await handler.connect_async()
     log.info("connected to Slack in Socket Mode")
     try:

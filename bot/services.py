@@ -43,7 +43,7 @@ class Services:
         await self.db.dispose()
 
 
-def planner_factory(settings: Settings):  # type: ignore[no-untyped-def]
+def planner_factory(settings: Settings):
     """One planner per model name; the offline planner when no API key is set."""
     if settings.openai_api_key is None:
         offline = OfflinePlanner()

@@ -35,7 +35,9 @@ async def active_alerts(*, session: AsyncSession, prefix: str = "") -> list[Aler
 
 async def clear_alert(*, session: AsyncSession, alert_id: int) -> bool:
     result = await session.exec(
-        update(Alert).where(col(Alert.id) == alert_id, Alert.active).values(active=False, cleared_at=now())
+        update(Alert)
+        .where(col(Alert.id) == alert_id, col(Alert.active))
+        .values(active=False, cleared_at=now())
     )
     return bool(result.rowcount)
 
@@ -52,7 +54,7 @@ async def stuck_runs(*, session: AsyncSession, before: datetime) -> list[Run]:
         .scalar_subquery()
     )
     running = select(Run).where(
-        Run.status == RunStatus.running,
+        col(Run.status) == RunStatus.running,
         col(Run.updated_at) < before,
         func.coalesce(last_step, Run.updated_at) < before,
     )
@@ -72,8 +74,8 @@ async def finished_since(*, session: AsyncSession, since: datetime) -> list[tupl
 
 async def model_failures_since(*, session: AsyncSession, since: datetime) -> int:
     stmt = select(func.count()).where(
-        Step.kind == StepKind.model,
-        Step.status == StepStatus.failed,
+        col(Step.kind) == StepKind.model,
+        col(Step.status) == StepStatus.failed,
         col(Step.started_at) >= since,
         ~col(Step.error).startswith("interrupted"),
     )
@@ -83,6 +85,6 @@ async def model_failures_since(*, session: AsyncSession, since: datetime) -> int
 async def last_resume(*, session: AsyncSession, agent: str) -> datetime | None:
     """When a human last resumed this agent (the circuit breaker counts from there)."""
     stmt = select(func.max(AuditEvent.at)).where(
-        AuditEvent.action == "resume", col(AuditEvent.target).in_([f"agent:{agent}", "agent:*"])
+        col(AuditEvent.action) == "resume", col(AuditEvent.target).in_([f"agent:{agent}", "agent:*"])
     )
     return (await session.exec(stmt)).one()

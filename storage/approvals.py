@@ -15,7 +15,7 @@ from storage.models import Approval, ApprovalStatus
 
 
 async def find_approval(*, session: AsyncSession, run_id: int, tool_call_id: str) -> Approval | None:
-    stmt = select(Approval).where(Approval.run_id == run_id, Approval.tool_call_id == tool_call_id)
+    stmt = select(Approval).where(Approval.run_id == run_id, col(Approval.tool_call_id) == tool_call_id)
     return (await session.exec(stmt)).first()
 
 
@@ -59,10 +59,10 @@ async def decide(*, session: AsyncSession, approval_id: int, status: ApprovalSta
     """Approve or deny a pending approval; False if it was already decided or expired."""
     result = await session.exec(
         update(Approval)
-        .where(col(Approval.id) == approval_id, Approval.status == ApprovalStatus.pending)
+        .where(col(Approval.id) == approval_id, col(Approval.status) == ApprovalStatus.pending)
         .values(status=status, decided_by=by_user, decided_at=now())
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 async def expire_due(*, session: AsyncSession) -> list[Approval]:
@@ -72,7 +72,7 @@ async def expire_due(*, session: AsyncSession) -> list[Approval]:
         (
             await session.exec(
                 select(Approval).where(
-                    Approval.status == ApprovalStatus.pending, col(Approval.expires_at) <= t
+                    col(Approval.status) == ApprovalStatus.pending, col(Approval.expires_at) <= t
                 )
             )
         ).all()
@@ -90,6 +90,17 @@ async def pending_approvals(*, session: AsyncSession) -> list[Approval]:
     return list((await session.exec(stmt)).all())
 
 
+async def unposted_approvals(*, session: AsyncSession, limit: int = 50) -> list[int]:
+    """Pending approvals whose Approve/Deny message could not be posted yet."""
+    stmt = (
+        select(Approval.id)
+        .where(Approval.status == ApprovalStatus.pending, col(Approval.message_ts).is_(None))
+        .order_by(col(Approval.id))
+        .limit(limit)
+    )
+    return [i for i in (await session.exec(stmt)).all() if i is not None]
+
+
 async def set_approval_message(*, session: AsyncSession, approval_id: int, ts: str | None) -> None:
     await session.exec(update(Approval).where(col(Approval.id) == approval_id).values(message_ts=ts))
 
@@ -101,4 +112,4 @@ async def claim_approval_message(*, session: AsyncSession, approval_id: int) -> 
         .where(col(Approval.id) == approval_id, col(Approval.message_ts).is_(None))
         .values(message_ts="pending")
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)

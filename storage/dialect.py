@@ -19,8 +19,7 @@ async def insert_ignore(
     # preserve_rowcount: without it SQLAlchemy reports -1 for this INSERT on PostgreSQL.
     stmt = ins.values(**values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)
     if returning is not None:
-        stmt = stmt.returning(returning)
-        row = (await session.exec(stmt)).first()
+        row = (await session.exec(stmt.returning(returning))).first()
         return None if row is None else row[0]
     result = await session.exec(stmt)
-    return True if result.rowcount > 0 else None  # type: ignore[attr-defined]
+    return True if result.rowcount > 0 else None

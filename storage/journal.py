@@ -77,7 +77,7 @@ async def settle_intents(*, session: AsyncSession, run_id: int, error: str) -> i
     """Mark a run's unfinished intents as failed (a human decided to go on); returns how many."""
     result = await session.exec(
         update(Step)
-        .where(col(Step.run_id) == run_id, Step.status == StepStatus.intent)
+        .where(col(Step.run_id) == run_id, col(Step.status) == StepStatus.intent)
         .values(status=StepStatus.failed, error=error, output=f"error: {error}", finished_at=now())
     )
     return int(result.rowcount or 0)

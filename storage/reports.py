@@ -74,14 +74,14 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
     ).all()
     for agent, status, n in rows:
         agents.setdefault(agent, AgentDay(agent)).outcomes[status] = n
-    rows = (
+    undo_rows = (
         await session.exec(
             select(Run.agent, col(Run.undone_by).is_(None), func.count())
-            .where(*in_day, Run.status == RunStatus.rolled_back)
+            .where(*in_day, col(Run.status) == RunStatus.rolled_back)
             .group_by(Run.agent, col(Run.undone_by).is_(None))
         )
     ).all()
-    for agent, automatic, n in rows:
+    for agent, automatic, n in undo_rows:
         day = agents.setdefault(agent, AgentDay(agent))
         if automatic:
             day.rolled_back += n
@@ -93,8 +93,8 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
                 select(Run)
                 .where(
                     *in_day,
-                    (Run.status == RunStatus.failed)
-                    | ((Run.status == RunStatus.rolled_back) & col(Run.undone_by).is_(None)),
+                    (col(Run.status) == RunStatus.failed)
+                    | ((col(Run.status) == RunStatus.rolled_back) & col(Run.undone_by).is_(None)),
                 )
                 .order_by(col(Run.id))
             )
@@ -152,7 +152,7 @@ async def claim_summary(*, session: AsyncSession, day: str, channel_id: str, for
         last = (
             await session.exec(
                 select(func.max(SummaryPost.attempt)).where(
-                    SummaryPost.day == day, SummaryPost.channel_id == channel_id
+                    col(SummaryPost.day) == day, col(SummaryPost.channel_id) == channel_id
                 )
             )
         ).one()
@@ -178,5 +178,5 @@ async def set_summary_ts(*, session: AsyncSession, claim_id: int, ts: str | None
 
 
 async def summary_posted(*, session: AsyncSession, day: str, channel_id: str) -> bool:
-    stmt = select(SummaryPost.id).where(SummaryPost.day == day, SummaryPost.channel_id == channel_id)
+    stmt = select(SummaryPost.id).where(SummaryPost.day == day, col(SummaryPost.channel_id) == channel_id)
     return (await session.exec(stmt)).first() is not None

@@ -44,7 +44,7 @@ async def get_request(*, session: AsyncSession, request_id: int) -> Request | No
 
 async def find_request(*, session: AsyncSession, team_id: str, channel_id: str, ts: str) -> Request | None:
     stmt = select(Request).where(
-        Request.team_id == team_id, Request.channel_id == channel_id, Request.ts == ts
+        col(Request.team_id) == team_id, col(Request.channel_id) == channel_id, col(Request.ts) == ts
     )
     return (await session.exec(stmt)).first()
 
@@ -55,7 +55,7 @@ async def thread_has_runs(
     """The agent of the thread's latest run, or None when no run reports in that thread."""
     stmt = (
         select(Run.agent)
-        .where(Run.team_id == team_id, Run.channel_id == channel_id, Run.thread_ts == thread_ts)
+        .where(Run.team_id == team_id, col(Run.channel_id) == channel_id, col(Run.thread_ts) == thread_ts)
         .order_by(col(Run.id).desc())
         .limit(1)
     )

@@ -36,15 +36,15 @@ async def claim_runs(*, session: AsyncSession, worker_id: str, limit: int, lease
     t = now()
     earlier = aliased(Run)
     blocked = exists().where(
-        earlier.team_id == Run.team_id,
-        earlier.channel_id == Run.channel_id,
-        earlier.thread_ts == Run.thread_ts,
-        earlier.id < Run.id,
+        col(earlier.team_id) == Run.team_id,
+        col(earlier.channel_id) == Run.channel_id,
+        col(earlier.thread_ts) == Run.thread_ts,
+        col(earlier.id) < col(Run.id),
         col(earlier.status).in_(ACTIVE_STATUSES),
     )
     claimable = or_(
-        Run.status == RunStatus.queued,
-        and_(Run.status == RunStatus.running, col(Run.lease_expires_at) < t),
+        col(Run.status) == RunStatus.queued,
+        and_(col(Run.status) == RunStatus.running, col(Run.lease_expires_at) < t),
     )
     candidates = (
         select(Run.id)
@@ -67,7 +67,7 @@ async def claim_runs(*, session: AsyncSession, worker_id: str, limit: int, lease
             started_at=func.coalesce(Run.started_at, t),
             updated_at=t,
         )
-        .returning(Run.id)
+        .returning(col(Run.id))
     )
     return sorted((await session.exec(stmt)).scalars().all())
 
@@ -77,11 +77,11 @@ async def renew_lease(*, session: AsyncSession, run_id: int, worker_id: str, lea
     t = now()
     stmt = (
         update(Run)
-        .where(col(Run.id) == run_id, Run.worker_id == worker_id, Run.status == RunStatus.running)
+        .where(col(Run.id) == run_id, col(Run.worker_id) == worker_id, col(Run.status) == RunStatus.running)
         .values(lease_expires_at=t + lease, updated_at=t)
     )
     result = await session.exec(stmt)
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not result.rowcount:
         raise LeaseLost(run_id, worker_id)
 
 
@@ -94,9 +94,11 @@ async def renew_leases(
     t = now()
     stmt = (
         update(Run)
-        .where(col(Run.id).in_(run_ids), Run.worker_id == worker_id, Run.status == RunStatus.running)
+        .where(
+            col(Run.id).in_(run_ids), col(Run.worker_id) == worker_id, col(Run.status) == RunStatus.running
+        )
         .values(lease_expires_at=t + lease)
-        .returning(Run.id)
+        .returning(col(Run.id))
     )
     return set((await session.exec(stmt)).scalars().all())
 
@@ -126,9 +128,9 @@ async def release(
         values["error"] = error
     if status not in ACTIVE_STATUSES:
         values["finished_at"] = t
-    stmt = update(Run).where(col(Run.id) == run_id, Run.worker_id == worker_id).values(**values)
+    stmt = update(Run).where(col(Run.id) == run_id, col(Run.worker_id) == worker_id).values(**values)
     result = await session.exec(stmt)
-    if not result.rowcount:  # type: ignore[attr-defined]
+    if not result.rowcount:
         raise LeaseLost(run_id, worker_id)
     if status not in ACTIVE_STATUSES:
         # A finished run frees what it was acting on; the runs waiting for it go again.
@@ -159,14 +161,17 @@ async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
 
 async def requeue_waiting(*, session: AsyncSession, wait_reason: str, agent: str | None = None) -> list[int]:
     """Put runs waiting for `wait_reason` (a prefix, e.g. "paused") back in the queue."""
-    cond = [Run.status == RunStatus.waiting, col(Run.wait_reason).startswith(wait_reason, autoescape=True)]
+    cond = [
+        col(Run.status) == RunStatus.waiting,
+        col(Run.wait_reason).startswith(wait_reason, autoescape=True),
+    ]
     if agent is not None:
-        cond.append(Run.agent == agent)
+        cond.append(col(Run.agent) == agent)
     stmt = (
         update(Run)
         .where(*cond)
         .values(status=RunStatus.queued, wait_reason=None, updated_at=now())
-        .returning(Run.id)
+        .returning(col(Run.id))
     )
     return list((await session.exec(stmt)).scalars().all())
 
@@ -187,7 +192,7 @@ async def claim_message(*, session: AsyncSession, run_id: int, field: str) -> bo
     result = await session.exec(
         update(Run).where(col(Run.id) == run_id, column.is_(None)).values({field: PENDING})
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 async def set_message_ts(*, session: AsyncSession, run_id: int, field: str, ts: str | None) -> None:
@@ -203,14 +208,17 @@ def _message_column(field: str) -> Any:
 
 
 async def finished_without_outcome(*, session: AsyncSession, limit: int = 50) -> list[int]:
-    """Finished runs whose outcome reply has not been delivered yet."""
+    """Finished runs whose outcome reply (or undo report) has not been delivered yet."""
+    undelivered = col(Run.outcome_ts).is_(None) | (
+        col(Run.undone_by).is_not(None) & col(Run.undo_ts).is_(None)
+    )
     stmt = (
         select(Run.id)
-        .where(col(Run.status).not_in(ACTIVE_STATUSES), col(Run.outcome_ts).is_(None))
+        .where(col(Run.status).not_in(ACTIVE_STATUSES), undelivered)
         .order_by(col(Run.id))
         .limit(limit)
     )
-    return list((await session.exec(stmt)).all())
+    return [i for i in (await session.exec(stmt)).all() if i is not None]
 
 
 async def set_thread(*, session: AsyncSession, run_id: int, thread_ts: str) -> None:
@@ -250,7 +258,7 @@ async def latest_run(
     *, session: AsyncSession, team_id: str, channel_id: str, thread_ts: str | None = None
 ) -> Run | None:
     """The newest run in a thread, or in the whole channel when thread_ts is None."""
-    stmt = select(Run).where(Run.team_id == team_id, Run.channel_id == channel_id)
+    stmt = select(Run).where(Run.team_id == team_id, col(Run.channel_id) == channel_id)
     if thread_ts is not None:
         stmt = stmt.where(Run.thread_ts == thread_ts)
     return (await session.exec(stmt.order_by(col(Run.id).desc()).limit(1))).first()
@@ -260,10 +268,10 @@ async def requeue(*, session: AsyncSession, run_id: int) -> bool:
     """Put one waiting run back in the queue (an approval was decided)."""
     result = await session.exec(
         update(Run)
-        .where(col(Run.id) == run_id, Run.status == RunStatus.waiting)
+        .where(col(Run.id) == run_id, col(Run.status) == RunStatus.waiting)
         .values(status=RunStatus.queued, wait_reason=None, updated_at=now())
     )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 async def run_ahead(*, session: AsyncSession, run: Run) -> int | None:
@@ -271,9 +279,9 @@ async def run_ahead(*, session: AsyncSession, run: Run) -> int | None:
     stmt = (
         select(Run.id)
         .where(
-            Run.team_id == run.team_id,
-            Run.channel_id == run.channel_id,
-            Run.thread_ts == run.thread_ts,
+            col(Run.team_id) == run.team_id,
+            col(Run.channel_id) == run.channel_id,
+            col(Run.thread_ts) == run.thread_ts,
             col(Run.id) < (run.id or 0),
             col(Run.status).in_(ACTIVE_STATUSES),
         )
@@ -295,9 +303,9 @@ async def expire_leases(*, session: AsyncSession, worker_ids: list[str]) -> list
         return []
     stmt = (
         update(Run)
-        .where(col(Run.worker_id).in_(worker_ids), Run.status == RunStatus.running)
+        .where(col(Run.worker_id).in_(worker_ids), col(Run.status) == RunStatus.running)
         .values(lease_expires_at=now())
-        .returning(Run.id)
+        .returning(col(Run.id))
     )
     return list((await session.exec(stmt)).scalars().all())
 

@@ -46,7 +46,7 @@ async def update_ticket(
 async def delete_ticket(*, session: AsyncSession, ticket_id: int) -> bool:
     await session.exec(delete(TicketComment).where(col(TicketComment.ticket_id) == ticket_id))
     result = await session.exec(delete(Ticket).where(col(Ticket.id) == ticket_id))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 async def add_comment(
@@ -60,7 +60,7 @@ async def add_comment(
 
 async def delete_comment(*, session: AsyncSession, comment_id: int) -> bool:
     result = await session.exec(delete(TicketComment).where(col(TicketComment.id) == comment_id))
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(result.rowcount)
 
 
 async def find_tickets(

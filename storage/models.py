@@ -187,6 +187,19 @@ class Control(SQLModel, table=True):
     changed_at: datetime = Field(default_factory=now)
 
 
+class ActionReceipt(SQLModel, table=True):
+    """The result of an action, written in the same transaction as its effect.
+
+    A re-run with the same idempotency key (after a crash hid the result) finds the
+    receipt and returns it instead of acting again: exactly once.
+    """
+
+    __tablename__ = "action_receipts"
+    key: str = Field(primary_key=True, max_length=255)
+    result: dict[str, Any] = Field(sa_column=Column(JSON, nullable=False))
+    created_at: datetime = Field(default_factory=now)
+
+
 class ResourceLock(SQLModel, table=True):
     """A resource (a ticket, a service, a customer) one run is acting on.
 

@@ -1,18 +1,38 @@
-"""Built-in ticket actions, stored in the database: create, update, comment, close, find."""
+"""Built-in ticket actions, stored in the database: create, update, comment, close, find.
+
+Each change is made together with its receipt in one transaction, so the actions
+are idempotent by their key: a run resumed after a crash repeats none of them.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+from sqlmodel.ext.asyncio.session import AsyncSession
 
 from agents.actions.base import Action, ActionContext, ActionResult
 from agents.errors import ActionError
-from storage import tickets
+from storage import receipts, tickets
 from storage.models import Ticket, TicketBase
 
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["open", "in_progress", "closed"]
+
+
+async def _once(
+    ctx: ActionContext, effect: Callable[[AsyncSession], Awaitable[ActionResult]]
+) -> ActionResult:
+    """Make the effect and its receipt in one transaction; a repeat returns the receipt."""
+    async with ctx.db.write() as session:
+        saved = await receipts.get_receipt(session=session, key=ctx.idempotency_key)
+        if saved is not None:
+            return ActionResult(**saved)
+        result = await effect(session)
+        await receipts.put_receipt(session=session, key=ctx.idempotency_key, result=asdict(result))
+        return result
 
 
 def _line(t: Ticket) -> str:
@@ -32,24 +52,28 @@ class TicketCreate(Action):
     description = "Create a ticket in the team's tracker."
     args_model = CreateArgs
     customers = True
+    idempotent = True
 
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:
         return None  # a new ticket touches nothing that exists
 
     async def run(self, ctx: ActionContext, args: BaseModel) -> ActionResult:
         assert isinstance(args, CreateArgs)
-        async with ctx.db.write() as session:
+
+        async def effect(session: AsyncSession) -> ActionResult:
             ticket = await tickets.create_ticket(
                 session=session,
                 ticket=TicketBase(**args.model_dump(), reporter=ctx.requester.user_id),
                 run_id=ctx.run_id,
             )
-        return ActionResult(
-            output=f"created ticket {_line(ticket)}",
-            summary=f"created ticket #{ticket.id} “{ticket.title}”",
-            undo={"ticket_id": ticket.id},
-            data={"ticket_id": ticket.id},
-        )
+            return ActionResult(
+                output=f"created ticket {_line(ticket)}",
+                summary=f"created ticket #{ticket.id} “{ticket.title}”",
+                undo={"ticket_id": ticket.id},
+                data={"ticket_id": ticket.id},
+            )
+
+        return await _once(ctx, effect)
 
     async def compensate(self, ctx: ActionContext, undo: dict[str, Any]) -> str:
         async with ctx.db.write() as session:
@@ -76,12 +100,13 @@ class UpdateArgs(TicketRef):
 class _Restorable(Action):
     """Ticket field changes: the undo restores the previous values."""
 
+    idempotent = True
+
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:
         return f"ticket:{args.ticket_id}"  # type: ignore[attr-defined]
 
-    async def _change(self, ctx: ActionContext, ticket_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-        async with ctx.db.write() as session:
-            before = await tickets.update_ticket(session=session, ticket_id=ticket_id, changes=changes)
+    async def _change(self, session: AsyncSession, ticket_id: int, changes: dict[str, Any]) -> dict[str, Any]:
+        before = await tickets.update_ticket(session=session, ticket_id=ticket_id, changes=changes)
         if before is None:
             raise ActionError(f"there is no ticket #{ticket_id}")
         return before
@@ -109,13 +134,17 @@ class TicketUpdate(_Restorable):
             changes["assignee"] = None
         if not changes:
             raise ActionError("nothing to change: give at least one field")
-        before = await self._change(ctx, args.ticket_id, changes)
         fields = ", ".join(f"{k} → {v}" for k, v in changes.items())
-        return ActionResult(
-            output=f"updated ticket #{args.ticket_id}: {fields}",
-            summary=f"updated ticket #{args.ticket_id} ({fields})",
-            undo={"ticket_id": args.ticket_id, "before": before},
-        )
+
+        async def effect(session: AsyncSession) -> ActionResult:
+            before = await self._change(session, args.ticket_id, changes)
+            return ActionResult(
+                output=f"updated ticket #{args.ticket_id}: {fields}",
+                summary=f"updated ticket #{args.ticket_id} ({fields})",
+                undo={"ticket_id": args.ticket_id, "before": before},
+            )
+
+        return await _once(ctx, effect)
 
 
 class CloseArgs(TicketRef):
@@ -129,24 +158,27 @@ class TicketClose(_Restorable):
 
     async def run(self, ctx: ActionContext, args: BaseModel) -> ActionResult:
         assert isinstance(args, CloseArgs)
-        before = await self._change(ctx, args.ticket_id, {"status": "closed"})
-        if before["status"] == "closed":
-            raise ActionError(f"ticket #{args.ticket_id} is already closed")
-        undo: dict[str, Any] = {"ticket_id": args.ticket_id, "before": before}
-        if args.resolution:
-            async with ctx.db.write() as session:
+
+        async def effect(session: AsyncSession) -> ActionResult:
+            before = await self._change(session, args.ticket_id, {"status": "closed"})
+            if before["status"] == "closed":
+                raise ActionError(f"ticket #{args.ticket_id} is already closed")
+            undo: dict[str, Any] = {"ticket_id": args.ticket_id, "before": before}
+            if args.resolution:
                 comment = await tickets.add_comment(
                     session=session,
                     ticket_id=args.ticket_id,
                     author=ctx.requester.user_id,
                     text=f"Resolution: {args.resolution}",
                 )
-            undo["comment_id"] = comment.id
-        return ActionResult(
-            output=f"closed ticket #{args.ticket_id}",
-            summary=f"closed ticket #{args.ticket_id}",
-            undo=undo,
-        )
+                undo["comment_id"] = comment.id
+            return ActionResult(
+                output=f"closed ticket #{args.ticket_id}",
+                summary=f"closed ticket #{args.ticket_id}",
+                undo=undo,
+            )
+
+        return await _once(ctx, effect)
 
     async def compensate(self, ctx: ActionContext, undo: dict[str, Any]) -> str:
         if undo.get("comment_id"):
@@ -163,23 +195,27 @@ class TicketComment(Action):
     name = "ticket_comment"
     description = "Add a comment to a ticket."
     args_model = CommentArgs
+    idempotent = True
 
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:
         return f"ticket:{args.ticket_id}"  # type: ignore[attr-defined]
 
     async def run(self, ctx: ActionContext, args: BaseModel) -> ActionResult:
         assert isinstance(args, CommentArgs)
-        async with ctx.db.write() as session:
+
+        async def effect(session: AsyncSession) -> ActionResult:
             if await tickets.get_ticket(session=session, ticket_id=args.ticket_id) is None:
                 raise ActionError(f"there is no ticket #{args.ticket_id}")
             comment = await tickets.add_comment(
                 session=session, ticket_id=args.ticket_id, author=ctx.requester.user_id, text=args.text
             )
-        return ActionResult(
-            output=f"commented on ticket #{args.ticket_id}",
-            summary=f"commented on ticket #{args.ticket_id}",
-            undo={"comment_id": comment.id, "ticket_id": args.ticket_id},
-        )
+            return ActionResult(
+                output=f"commented on ticket #{args.ticket_id}",
+                summary=f"commented on ticket #{args.ticket_id}",
+                undo={"comment_id": comment.id, "ticket_id": args.ticket_id},
+            )
+
+        return await _once(ctx, effect)
 
     async def compensate(self, ctx: ActionContext, undo: dict[str, Any]) -> str:
         async with ctx.db.write() as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import Any
 
 import pytest
@@ -16,14 +17,18 @@ from storage.engine import Database
 from storage.models import Ticket
 
 
-def _ctx(db: Database, chat: RecordingChat | None = None) -> ActionContext:
+_calls = itertools.count(1)
+
+
+def _ctx(db: Database, chat: RecordingChat | None = None, key: str | None = None) -> ActionContext:
+    """Each call is its own step, with its own idempotency key (unless `key` repeats one)."""
     return ActionContext(
         run_id=5,
         agent="ops",
         requester=Requester("T1", "C1", "UREQ", "1690000000.000001"),
         db=db,
         chat=chat or RecordingChat(),
-        idempotency_key="chatops-5-call-1",
+        idempotency_key=key or f"chatops-5-call-{next(_calls)}",
     )
 
 
@@ -183,3 +188,22 @@ async def test_slack_reply_and_post_are_deleted_by_their_compensation(db: Databa
     await SlackPost().compensate(ctx, post.undo)
     await SlackReply().compensate(ctx, reply.undo)
     assert chat.deleted == [("C9", post.undo["ts"]), ("C1", reply.undo["ts"])]
+
+
+async def test_a_repeated_key_returns_the_receipt_instead_of_acting_again(db: Database) -> None:
+    """A run resumed after a crash repeats its interrupted step with the same key: exactly once."""
+    action = TicketCreate()
+    args = action.args_model.model_validate({"title": "once"})
+    first = await action.run(_ctx(db, key="chatops-9-call-1"), args)
+    again = await action.run(_ctx(db, key="chatops-9-call-1"), args)
+    assert again == first
+    async with db.read() as session:
+        assert [t.title for t in await tickets.find_tickets(session=session)] == ["once"]
+
+
+async def test_a_failed_change_leaves_no_receipt(db: Database) -> None:
+    action = TicketUpdate()
+    args = action.args_model.model_validate({"ticket_id": 99, "priority": "high"})
+    for _ in range(2):  # fails both times: nothing was recorded as done
+        with pytest.raises(ActionError, match="no ticket #99"):
+            await action.run(_ctx(db, key="chatops-9-call-2"), args)

@@ -16,7 +16,6 @@ from storage import tickets
 from storage.engine import Database
 from storage.models import Ticket
 
-
 _calls = itertools.count(1)
 
 

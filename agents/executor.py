@@ -28,8 +28,16 @@ class Executor:
     """Executes one run's tool calls. Errors go back to the model as the tool result."""
 
     def __init__(
-        self, rt: Runtime, *, run_id: int, agent: str, requester: Requester, actions: dict[str, Action]
+        self,
+        rt: Runtime,
+        *,
+        run_id: int,
+        agent: str,
+        requester: Requester,
+        actions: dict[str, Action],
+        author_note: str = "",
     ) -> None:
+        self.author_note = author_note
         self.rt = rt
         self.run_id = run_id
         self.agent = agent
@@ -44,6 +52,7 @@ class Executor:
             db=self.rt.db,
             chat=self.rt.chat,
             idempotency_key=idempotency_key,
+            author_note=self.author_note,
         )
 
     async def call(self, call: ToolCall) -> str:

@@ -26,6 +26,7 @@ from storage.models import RunStatus, Step, StepKind, StepStatus
 log = logging.getLogger(__name__)
 
 STOPPED_FOR_HUMAN = "needs a human"
+OFFLINE_NOTE = "\n_(written by the offline planner)_"
 
 
 class RunLoop:
@@ -55,13 +56,18 @@ class RunLoop:
         self.agent = agent
         customer = request.requester_role == "customer"
         self.actions: dict[str, Action] = self.rt.registry.for_agent(agent, customer=customer)
+        planner = self.rt.planner_for(agent)
         self.executor = Executor(
-            self.rt, run_id=self.run_id, agent=agent.name, requester=self.requester, actions=self.actions
+            self.rt,
+            run_id=self.run_id,
+            agent=agent.name,
+            requester=self.requester,
+            actions=self.actions,
+            author_note=OFFLINE_NOTE if planner.offline else "",
         )
         if run.undone_by:
             await self._undo(run.undone_by)
             return
-        planner = self.rt.planner_for(agent)
         if run.planner != planner.label:
             async with self.rt.db.write() as session:
                 await runs.set_planner(session=session, run_id=self.run_id, planner=planner.label)

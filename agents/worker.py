@@ -139,8 +139,11 @@ class Worker:
             self._wake.set()
 
     async def _sleep(self) -> None:
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that
+        # arrives as the wake-up event fires, and the worker would never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            async with asyncio.timeout(self.poll_interval):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _heartbeat(self) -> None:

@@ -33,6 +33,8 @@ class ActionContext:
     chat: Chat
     idempotency_key: str
     """Stable for this step across retries and crash-resumes."""
+    author_note: str = ""
+    """Appended to text the action writes for people ("offline planner" label), or empty."""
 
 
 @dataclass

@@ -25,7 +25,9 @@ class SlackReply(Action):
     async def run(self, ctx: ActionContext, args: BaseModel) -> ActionResult:
         assert isinstance(args, ReplyArgs)
         r = ctx.requester
-        ts = await ctx.chat.post_text(channel=r.channel_id, text=args.text, thread_ts=r.thread_ts)
+        ts = await ctx.chat.post_text(
+            channel=r.channel_id, text=args.text + ctx.author_note, thread_ts=r.thread_ts
+        )
         return ActionResult(
             output=f"replied in the thread (ts {ts})",
             summary="replied in the thread",
@@ -54,7 +56,7 @@ class SlackPost(Action):
     async def run(self, ctx: ActionContext, args: BaseModel) -> ActionResult:
         assert isinstance(args, PostArgs)
         channel = args.channel.removeprefix("<#").split("|")[0].rstrip(">")
-        ts = await ctx.chat.post_text(channel=channel, text=args.text)
+        ts = await ctx.chat.post_text(channel=channel, text=args.text + ctx.author_note)
         return ActionResult(
             output=f"posted to <#{channel}> (ts {ts})",
             summary=f"posted to <#{channel}>",

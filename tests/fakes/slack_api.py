@@ -1,0 +1,273 @@
+"""A fake Slack Web API for slack_sdk's AsyncWebClient(base_url=...).
+
+It keeps the workspace's messages and reactions, records every call, and can be told
+to answer the next calls of a method with 429 (Retry-After) or 500.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from fakes.loopback import LoopbackServer, Reply
+
+TEAM_ID = "T1"
+BOT_USER_ID = "UBOT"
+BOT_ID = "BBOT"
+
+
+@dataclass
+class Call:
+    method: str
+    params: dict[str, Any]
+    status: int = 200
+    """The HTTP status the fake answered."""
+    error: str | None = None
+    """The `error` of an ok:false answer."""
+
+
+@dataclass
+class Message:
+    channel: str
+    ts: str
+    text: str
+    blocks: list[dict[str, Any]] | None
+    thread_ts: str | None
+    user: str = BOT_USER_ID
+    posted_text: str = ""
+    """The text as first posted (before any chat.update)."""
+    edits: list[dict[str, Any]] = field(default_factory=list)
+    """Every chat.update applied, oldest first: {"text", "blocks"}."""
+    deleted: bool = False
+
+    def action_ids(self) -> list[str]:
+        """The action_id of every interactive element in the blocks."""
+        return [
+            e.get("action_id")
+            for b in self.blocks or []
+            if b.get("type") == "actions"
+            for e in b.get("elements", [])
+        ]
+
+
+@dataclass
+class _Failure:
+    status: int
+    times: int
+    skip: int
+    retry_after: int
+
+
+class FakeSlack(LoopbackServer):
+    def __init__(
+        self, *, team_id: str = TEAM_ID, bot_user_id: str = BOT_USER_ID, bot_id: str = BOT_ID
+    ) -> None:
+        super().__init__()
+        self.team_id = team_id
+        self.bot_user_id = bot_user_id
+        self.bot_id = bot_id
+        self.users: dict[str, dict[str, Any]] = {}
+        self.calls: list[Call] = []
+        self.messages: dict[str, Message] = {}
+        self.reactions: list[tuple[str, str, str]] = []
+        """(channel, ts, name) in the order they were added."""
+        self.ephemerals: list[Message] = []
+        """Messages only one user sees (chat.postEphemeral); `user` is that user."""
+        self.home_views: dict[str, dict[str, Any]] = {}
+        """The App Home view last published for each user (views.publish)."""
+        self._failures: dict[str, list[_Failure]] = {}
+        self._ts = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    # Set-up ---------------------------------------------------------------------
+
+    def add_user(self, user_id: str, *, team_id: str | None = None, **flags: Any) -> dict[str, Any]:
+        """A user users.info knows; flags such as is_restricted=True, is_stranger=True."""
+        user = {"id": user_id, "team_id": team_id or self.team_id, "name": user_id.lower(), **flags}
+        with self.lock:
+            self.users[user_id] = user
+        return user
+
+    def fail(
+        self, method: str, *, status: int = 429, times: int = 1, after: int = 0, retry_after: int = 1
+    ) -> None:
+        """Answer `times` calls of `method` with `status`, after letting `after` calls through."""
+        with self.lock:
+            self._failures.setdefault(method, []).append(_Failure(status, times, after, retry_after))
+
+    # Assertions -----------------------------------------------------------------
+
+    def calls_to(self, method: str, *, ok: bool | None = None) -> list[Call]:
+        with self.lock:
+            found = [c for c in self.calls if c.method == method]
+        if ok is None:
+            return found
+        return [c for c in found if (c.status == 200 and c.error is None) == ok]
+
+    def posts(self) -> list[Message]:
+        """Every message the bot posted, in order."""
+        with self.lock:
+            return list(self.messages.values())
+
+    def thread(self, channel: str, thread_ts: str) -> list[Message]:
+        """The bot's replies in one thread, in the order they were posted."""
+        return [m for m in self.posts() if m.channel == channel and m.thread_ts == thread_ts]
+
+    def top_level(self, channel: str) -> list[Message]:
+        return [m for m in self.posts() if m.channel == channel and m.thread_ts is None]
+
+    def delete_by_hand(self, ts: str) -> None:
+        """A person deletes one of the bot's messages in Slack."""
+        with self.lock:
+            self.messages[ts].deleted = True
+
+    def reactions_on(self, channel: str, ts: str) -> list[str]:
+        with self.lock:
+            return [name for c, t, name in self.reactions if c == channel and t == ts]
+
+    # The Web API ----------------------------------------------------------------
+
+    def handle(self, method: str, path: str, headers: dict[str, str], raw: bytes) -> Reply:
+        url = urlsplit(path)
+        api = url.path.rsplit("/", 1)[-1]
+        params: dict[str, Any] = dict(parse_qsl(url.query, keep_blank_values=True))
+        ctype = headers.get("content-type", "")
+        if raw and "json" in ctype:
+            params.update(json.loads(raw))
+        elif raw:
+            params.update(parse_qsl(raw.decode(), keep_blank_values=True))
+        for key in ("blocks", "attachments"):
+            if isinstance(params.get(key), str) and params[key]:
+                params[key] = json.loads(params[key])
+        with self.lock:
+            call = Call(api, params)
+            self.calls.append(call)
+            failure = self._failure(api)
+            if failure is not None:
+                call.status = failure.status
+                call.error = "ratelimited" if failure.status == 429 else "fatal_error"
+                extra = {"Retry-After": str(failure.retry_after)} if failure.status == 429 else {}
+                return Reply(failure.status, {"ok": False, "error": call.error}, extra)
+            if not headers.get("authorization", "").startswith("Bearer xoxb-"):
+                body: dict[str, Any] = {"ok": False, "error": "invalid_auth"}
+            else:
+                handler = getattr(self, "_" + api.replace(".", "_"), None)
+                body = handler(params) if handler else {"ok": False, "error": "unknown_method"}
+            if not body.get("ok"):
+                call.error = str(body.get("error"))
+            return Reply(200, body)
+
+    def _failure(self, api: str) -> _Failure | None:
+        rules = self._failures.get(api) or []
+        if not rules:
+            return None
+        rule = rules[0]
+        if rule.skip > 0:
+            rule.skip -= 1
+            return None
+        rule.times -= 1
+        if rule.times <= 0:
+            rules.pop(0)
+        return rule
+
+    def _next_ts(self) -> str:
+        self._ts += 1
+        return f"{1700000100 + self._ts // 1_000_000}.{self._ts % 1_000_000:06d}"
+
+    def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://t1.slack.com/",
+            "team": "Team One",
+            "user": "chatops",
+            "team_id": self.team_id,
+            "user_id": self.bot_user_id,
+            "bot_id": self.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _chat_postMessage(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("channel"):
+            return {"ok": False, "error": "channel_not_found"}
+        if not p.get("text") and not p.get("blocks"):
+            return {"ok": False, "error": "no_text"}
+        ts = self._next_ts()
+        text = str(p.get("text") or "")
+        msg = Message(p["channel"], ts, text, p.get("blocks"), p.get("thread_ts") or None, posted_text=text)
+        self.messages[ts] = msg
+        return {
+            "ok": True,
+            "channel": msg.channel,
+            "ts": ts,
+            "message": {
+                "type": "message",
+                "user": self.bot_user_id,
+                "bot_id": self.bot_id,
+                "text": text,
+                "ts": ts,
+            },
+        }
+
+    def _chat_postEphemeral(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("channel") or not p.get("user"):
+            return {
+                "ok": False,
+                "error": "channel_not_found" if not p.get("channel") else "user_not_in_channel",
+            }
+        ts = self._next_ts()
+        text = str(p.get("text") or "")
+        self.ephemerals.append(
+            Message(
+                p["channel"],
+                ts,
+                text,
+                p.get("blocks"),
+                p.get("thread_ts") or None,
+                user=p["user"],
+                posted_text=text,
+            )
+        )
+        return {"ok": True, "message_ts": ts}
+
+    def _chat_update(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg = self.messages.get(str(p.get("ts")))
+        if msg is None or msg.deleted or msg.channel != p.get("channel"):
+            return {"ok": False, "error": "message_not_found"}
+        msg.text = str(p.get("text") or "")
+        msg.blocks = p.get("blocks")
+        msg.edits.append({"text": msg.text, "blocks": msg.blocks})
+        return {"ok": True, "channel": msg.channel, "ts": msg.ts, "text": msg.text}
+
+    def _chat_delete(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg = self.messages.get(str(p.get("ts")))
+        if msg is None or msg.deleted or msg.channel != p.get("channel"):
+            return {"ok": False, "error": "message_not_found"}
+        msg.deleted = True
+        return {"ok": True, "channel": msg.channel, "ts": msg.ts}
+
+    def _reactions_add(self, p: dict[str, Any]) -> dict[str, Any]:
+        key = (str(p.get("channel")), str(p.get("timestamp")), str(p.get("name")))
+        if key in self.reactions:
+            return {"ok": False, "error": "already_reacted"}
+        self.reactions.append(key)
+        return {"ok": True}
+
+    def _views_publish(self, p: dict[str, Any]) -> dict[str, Any]:
+        view = p.get("view")
+        if isinstance(view, str):
+            view = json.loads(view)
+        if not p.get("user_id") or not isinstance(view, dict):
+            return {"ok": False, "error": "invalid_arguments"}
+        self.home_views[str(p["user_id"])] = view
+        return {"ok": True, "view": {"id": f"V{len(self.home_views)}", **view}}
+
+    def _users_info(self, p: dict[str, Any]) -> dict[str, Any]:
+        user = self.users.get(str(p.get("user")))
+        if user is None:
+            return {"ok": False, "error": "user_not_found"}
+        return {"ok": True, "user": user}

@@ -76,7 +76,7 @@ class Executor:
             return await self._propose(call, action, args)
         if level == "approve":
             await self._approved(call, action, args, reason)
-        key = f"chatops-{self.run_id}-{call.id}"
+        key = f"chatops-{self.run_id}-{call.key}"
         ctx = self.context(key)
         resource = action.resource(args, ctx)
         busy: str | None = None
@@ -93,6 +93,7 @@ class Executor:
                     kind=StepKind.action,
                     name=action.name,
                     tool_call_id=call.id,
+                    call_key=call.key,
                     arguments=args.model_dump(mode="json"),
                     reversible=action.reversible,
                     risk=action.risk,
@@ -177,7 +178,7 @@ class Executor:
         """Return if a human approved this call; otherwise ask (AwaitingApproval) or stop (Denied)."""
         async with self.rt.db.write() as session:
             approval = await approvals.find_approval(
-                session=session, run_id=self.run_id, tool_call_id=call.id
+                session=session, run_id=self.run_id, tool_call_id=call.key
             )
             if approval is None:
                 await gate.check(session=session, run_id=self.run_id, agent=self.agent)
@@ -185,7 +186,7 @@ class Executor:
                 approval = await approvals.request_approval(
                     session=session,
                     run_id=self.run_id,
-                    tool_call_id=call.id,
+                    tool_call_id=call.key,
                     action=action.name,
                     arguments=args.model_dump(mode="json"),
                     reason=reason,
@@ -212,6 +213,7 @@ class Executor:
                 name=action.name,
                 status=StepStatus.rejected,
                 tool_call_id=call.id,
+                call_key=call.key,
                 arguments=args.model_dump(mode="json"),
                 error=why,
                 output=f"error: not approved: {why}",
@@ -236,6 +238,7 @@ class Executor:
                 name=action.name,
                 status=StepStatus.proposed,
                 tool_call_id=call.id,
+                call_key=call.key,
                 arguments=arguments,
                 output=reply,
                 data={"summary": f"would run {action.name}({shown})"},
@@ -256,6 +259,7 @@ class Executor:
                 name=call.name[:128],
                 status=StepStatus.rejected,
                 tool_call_id=call.id,
+                call_key=call.key,
                 arguments=raw if raw is not None else {"_raw": (call.arguments or "")[:2000]},
                 error=reason,
                 output=reply,

@@ -106,6 +106,8 @@ class RunLoop:
             if turn is None:
                 return
             messages.append(turn.message())
+            for index, call in enumerate(turn.tool_calls):
+                call.turn, call.index = self.last_turn, index
             if not turn.tool_calls:
                 await self._conclude(turn.content or "")
                 return
@@ -133,6 +135,7 @@ class RunLoop:
                 name=planner.label,
             )
         assert step.id is not None
+        self.last_turn = step.seq
         started = time.monotonic()
         try:
             turn = await planner.next_turn(messages, tools)
@@ -234,8 +237,13 @@ class RunLoop:
         )
         if last is None or not last.data:
             return []
-        done = {s.tool_call_id for s in steps if s.kind == StepKind.action and s.seq > last.seq}
-        return [c for c in Turn.from_message(last.data["message"]).tool_calls if c.id not in done]
+        later = [s for s in steps if s.kind == StepKind.action and s.seq > last.seq]
+        done_keys = {s.call_key for s in later if s.call_key}
+        done_ids = {s.tool_call_id for s in later if not s.call_key}  # journaled before call keys
+        calls = Turn.from_message(last.data["message"]).tool_calls
+        for index, call in enumerate(calls):
+            call.turn, call.index = last.seq, index
+        return [c for c in calls if c.key not in done_keys and c.id not in done_ids]
 
     def _system_prompt(self) -> str:
         r = self.request

@@ -20,6 +20,16 @@ class ToolCall:
     name: str
     arguments: str
     """Raw JSON text, exactly as the model wrote it (it may be malformed)."""
+    turn: int = 0
+    """The journal seq of the model turn that made this call."""
+    index: int = 0
+    """Its place among that turn's calls."""
+
+    @property
+    def key(self) -> str:
+        """Identifies the call within its run, whatever ids the model server hands out
+        (some reuse ids across turns): approvals, receipts and idempotency keys use it."""
+        return f"{self.turn}.{self.index}"
 
 
 @dataclass

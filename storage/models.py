@@ -132,7 +132,8 @@ class Step(SQLModel, table=True):
     seq: int
     kind: str = Field(max_length=16)
     name: str = Field(max_length=128)  # action name, or the model name for model turns
-    tool_call_id: str | None = Field(default=None, max_length=128)
+    tool_call_id: str | None = Field(default=None, max_length=128)  # the model's id for the call
+    call_key: str | None = Field(default=None, max_length=32)  # "<turn seq>.<index>": unique in the run
     arguments: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     status: str = Field(default=StepStatus.intent, max_length=16)
     output: str | None = Field(default=None, sa_column=Column(Text))  # what the model sees
@@ -230,7 +231,7 @@ class Approval(SQLModel, table=True):
     )
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="runs.id", index=True)
-    tool_call_id: str = Field(max_length=128)
+    tool_call_id: str = Field(max_length=128)  # the call's key in its run ("<turn>.<index>")
     action: str = Field(max_length=128)
     arguments: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     reason: str = Field(max_length=255)  # why a human must decide: "risk high", "irreversible"...

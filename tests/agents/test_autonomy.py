@@ -264,3 +264,26 @@ async def test_a_deadlock_fails_the_run_and_frees_what_it_held(db: Database, tmp
     assert (await _run(db, waiting)).status == RunStatus.queued  # ticket:2 is free again
     async with db.read() as session:
         assert await locks.held_by(session=session, run_id=run_id) == []
+
+
+async def test_a_model_reusing_tool_call_ids_cannot_reuse_an_approval(db: Database, tmp_path: Path) -> None:
+    """Some OpenAI-compatible servers number tool calls per turn ("call_0" every time).
+    An approval given to one call must not let a later, different call with the same id through."""
+    run_id = await claimed_run(db)
+    first = Turn(content=None, tool_calls=[call("deploy", version="1.0")])
+    second = Turn(content=None, tool_calls=[call("deploy", version="2.0")])
+    second.tool_calls[0].id = first.tool_calls[0].id  # the server reused the id
+    planner = ScriptedPlanner([first, second, answer("done")])
+    rt = make_runtime(db, _config(tmp_path), planner)
+
+    await RunLoop(rt, run_id).execute()
+    assert (await _run(db, run_id)).status == RunStatus.waiting
+    await _decide_and_requeue(db, run_id, ApprovalStatus.approved)
+    await RunLoop(rt, run_id).execute()
+
+    assert _log(tmp_path) == "deploy 1.0\n"  # 2.0 was not covered by the approval of 1.0
+    run = await _run(db, run_id)
+    assert run.status == RunStatus.waiting and "approval" in (run.wait_reason or "")
+    async with db.read() as session:
+        [pending] = await approvals.pending_approvals(session=session)
+    assert pending.arguments == {"version": "2.0"}

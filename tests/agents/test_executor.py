@@ -119,11 +119,12 @@ async def test_success_journals_intent_then_result_with_undo(db: Database) -> No
     rt, executor, run_id = await _setup(db, probe)
     assert isinstance(rt.reporter, RecordingReporter)
 
-    reply = await executor.call(ToolCall(id="c1", name="probe", arguments='{"note": "hi"}'))
+    reply = await executor.call(ToolCall(id="c1", name="probe", arguments='{"note": "hi"}', turn=3, index=1))
 
     assert reply == "noted hi"
-    # While it ran, its step was already journaled as an intent with a stable idempotency key.
-    assert probe.seen == [(StepStatus.intent, f"chatops-{run_id}-c1", {"note": "hi"})]
+    # While it ran, its step was already journaled as an intent with a stable idempotency key,
+    # made from the call's place in the run (turn 3, second call), not from the model's id.
+    assert probe.seen == [(StepStatus.intent, f"chatops-{run_id}-3.1", {"note": "hi"})]
     [step] = await _steps(db, run_id)
     assert step.status == StepStatus.succeeded
     assert step.kind == StepKind.action and step.name == "probe" and step.tool_call_id == "c1"

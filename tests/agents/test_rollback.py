@@ -57,7 +57,7 @@ async def _approve(db: Database, run_id: int, tool_call: ToolCall) -> None:
         approval = await approvals.request_approval(
             session=session,
             run_id=run_id,
-            tool_call_id=tool_call.id,
+            tool_call_id=tool_call.key,
             action=tool_call.name,
             arguments={},
             reason="it cannot be undone",

@@ -70,7 +70,8 @@ class Controls:
         if user_team and team_id and user_team != team_id:
             return "people from other workspaces cannot control agents here"
         try:
-            info = await asyncio.wait_for(self.surface.user(user_id), USER_LOOKUP_SECONDS)
+            async with asyncio.timeout(USER_LOOKUP_SECONDS):
+                info = await self.surface.user(user_id)
         except TimeoutError:
             info = None
         return _refusal(info, team_id=team_id)

@@ -54,6 +54,11 @@ def build_web_app(
             return web.json_response(
                 {"error": "malformed payload"}, status=400, headers={"X-Slack-No-Retry": "1"}
             )
+        if not _well_formed(bolt_request.body):
+            log.warning("Slack payload of an unexpected shape refused")
+            return web.json_response(
+                {"error": "malformed payload"}, status=400, headers={"X-Slack-No-Retry": "1"}
+            )
         response = await bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
@@ -81,6 +86,19 @@ def build_web_app(
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     return app
+
+
+def _well_formed(body: Any) -> bool:
+    """The shapes the listeners rely on (Slack always sends them; anything else is refused)."""
+    if not isinstance(body, dict):
+        return False
+    if body.get("type") == "event_callback":
+        return isinstance(body.get("event"), dict)
+    if "command" in body:
+        return all(isinstance(body.get(k), str) and body.get(k) for k in ("channel_id", "user_id"))
+    if body.get("type") == "block_actions":
+        return isinstance(body.get("user"), dict) and isinstance(body.get("actions"), list)
+    return True
 
 
 async def health(services: Services, *, workers_enabled: bool, scheduler_enabled: bool) -> dict[str, Any]:

@@ -133,5 +133,6 @@ class Intake:
 
 
 def _clean(text: str) -> str:
-    """Drop a leading bot mention; keep the rest as the person wrote it."""
-    return re.sub(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>[:,]?\s*", "", text).strip() or text.strip()
+    """Drop a leading bot mention and Slack's escaping (&amp; &lt; &gt;); keep the rest as written."""
+    text = re.sub(r"^\s*<@[A-Z0-9]+(?:\|[^>]*)?>[:,]?\s*", "", text).strip() or text.strip()
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")

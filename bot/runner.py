@@ -91,6 +91,19 @@ class Server:
         self._background = asyncio.create_task(
             _background(self.services, workers=self.workers, scheduler=self.scheduler)
         )
+        await self._ready()
+
+    async def _ready(self, timeout: float = 10.0) -> None:
+        """Return once /healthz would say healthy (workers and scheduler running)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout):
+                while not (
+                    (self.services.worker.alive or not self.workers)
+                    and (self.services.scheduler_running or not self.scheduler)
+                ):
+                    if self._background is not None and self._background.done():
+                        return  # it failed; stop() reports why
+                    await asyncio.sleep(0.01)
 
     async def wait(self) -> None:
         assert self._background is not None
@@ -170,14 +183,17 @@ async def _background(services: Services, *, workers: bool, scheduler: bool) -> 
     """Workers and the scheduler until cancelled; then stop the workers gracefully."""
     from bot import scheduler as scheduling
 
+    work = asyncio.create_task(services.worker.run_forever()) if workers else None
     jobs = await scheduling.start(services) if scheduler else None
     services.scheduler_running = jobs is not None
     try:
-        if workers:
-            await services.worker.run_forever()
+        if work is not None:
+            await work
         else:
             await asyncio.Event().wait()  # until cancelled
     finally:
+        if work is not None:
+            work.cancel()
         if workers:
             await services.worker.stop()
         if jobs is not None:

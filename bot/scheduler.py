@@ -49,11 +49,10 @@ def build_scheduler(services: Services) -> AsyncIOScheduler:
 
 
 async def start(services: Services) -> AsyncIOScheduler:
+    """Start the jobs; a summary missed while nothing ran (a restart at 09:00) is posted now."""
     scheduler = build_scheduler(services)
+    scheduler.add_job(_guarded(services.summaries.catch_up), id="summary_catch_up")  # runs at once
     scheduler.start()
-    caught_up = await _guarded(services.summaries.catch_up)()
-    if caught_up:
-        log.info("summary catch-up: %s", caught_up)
     return scheduler
 
 

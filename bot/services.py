@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import timedelta
 
 from agents.actions.registry import Registry
@@ -38,16 +39,23 @@ class Services:
     summaries: Summaries
     watchdog: Watchdog
     scheduler_running: bool = False
+    closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
+        """Close what the services hold open: the model client, the database."""
+        for closer in self.closers:
+            await closer()
         await self.db.dispose()
 
 
-def planner_factory(settings: Settings):
-    """One planner per model name; the offline planner when no API key is set."""
+def planner_factory(
+    settings: Settings,
+) -> tuple[Callable[[AgentConfig], Planner], Callable[[], Awaitable[None]] | None]:
+    """One planner per model name (the offline planner when no API key is set), and how to
+    close the model client."""
     if settings.openai_api_key is None:
         offline = OfflinePlanner()
-        return lambda agent: offline
+        return (lambda agent: offline), None
     client = make_client(
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
@@ -62,7 +70,7 @@ def planner_factory(settings: Settings):
             planners[model] = OpenAIPlanner(client, model)
         return planners[model]
 
-    return planner_for
+    return planner_for, client.close
 
 
 def build_services(
@@ -76,11 +84,12 @@ def build_services(
     config = config or load_config(settings.config_path())
     db = db or Database(settings.database_url)
     presenter = Presenter(db, surface, edit_interval=settings.chatops_edit_interval)
+    planner_for, close_model = planner_factory(settings)
     runtime = Runtime(
         db=db,
         config=config,
         registry=Registry(config),
-        planner_for=planner_factory(settings),
+        planner_for=planner_for,
         chat=surface,
         reporter=presenter,
         worker_id=new_worker_id(),
@@ -93,6 +102,9 @@ def build_services(
     controls = Controls(db, config, surface, presenter, wake=worker.wake, summaries=summaries)
     intake = Intake(db, config, presenter, on_queued=worker.wake, role_of=controls.role_of)
     watchdog = Watchdog(db, config, surface, slack_health or SlackHealth())
-    return Services(
+    services = Services(
         settings, config, db, surface, presenter, runtime, worker, intake, controls, summaries, watchdog
     )
+    if close_model is not None:
+        services.closers.append(close_model)
+    return services

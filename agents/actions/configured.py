@@ -113,7 +113,10 @@ class CommandAction(ConfiguredAction):
             start_new_session=True,  # its own process group, so a timeout kills children too
         )
         try:
-            output = await asyncio.wait_for(_read_capped(proc), timeout=self.cfg.timeout)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that
+            # arrives as the command ends, and a stopping worker would go on to the next step.
+            async with asyncio.timeout(self.cfg.timeout):
+                output = await _read_capped(proc)
         except TimeoutError:
             _kill_group(proc)
             await proc.wait()

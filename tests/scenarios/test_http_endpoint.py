@@ -130,3 +130,18 @@ async def test_metrics_are_served_in_prometheus_text_format(start_desk):
             assert response.headers["Content-Type"].startswith("text/plain")
             text = await response.text()
     assert "# TYPE" in text and "# HELP" in text
+
+
+async def test_signed_payloads_of_an_impossible_shape_get_400_not_500(start_desk):
+    """A 500 makes Slack retry; a payload Slack would never send is refused once, with no retry."""
+    desk = await start_desk()
+    broken = ev.app_mention("<@UBOT> create a ticket for x")
+    broken["event"] = None
+    assert (await desk.send.event(broken)).status == 400
+    delivery = await desk.send.event({**ev.app_mention("<@UBOT> y"), "event": "x"})
+    assert delivery.status == 400
+    assert delivery.headers.get("X-Slack-No-Retry") == "1"
+    fields = ev.slash_command("create a ticket for z")
+    del fields["channel_id"]
+    assert (await desk.send.command(fields)).status == 400
+    await _nothing_stored(desk)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fakes import slack_events as ev
 from fakes import wait_until
 
+from storage import tickets
 from storage.models import RunStatus, StepKind, StepStatus
 
 
@@ -143,3 +144,14 @@ async def test_status_edits_are_coalesced_to_respect_slacks_rate_limits(start_de
     assert len(await desk.steps(run.id)) == 17
     assert 1 <= len(slack.calls_to("chat.update")) <= 3
     assert all(f"Batch {i}" in status.text for i in range(8)) and "finished" in status.text
+
+
+async def test_slack_escaping_is_undone_before_the_agent_reads_the_request(start_desk):
+    """Slack sends & < > as &amp; &lt; &gt;; the ticket gets what the person typed."""
+    desk = await start_desk()
+    await desk.send.event(ev.dm("create a ticket for R&amp;D &lt;urgent&gt;"))
+    run = await desk.only_run()
+    await desk.finished(run.id)
+    async with desk.db.read() as session:
+        [ticket] = await tickets.find_tickets(session=session)
+    assert ticket.title == "R&D <urgent>"

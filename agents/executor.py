@@ -203,21 +203,14 @@ class Executor:
             if approval.status == ApprovalStatus.denied
             else "nobody approved it in time"
         )
-        async with self.rt.db.write() as session:
-            await journal.record_step(
-                session=session,
-                run_id=self.run_id,
-                worker_id=self.rt.worker_id,
-                lease=self.rt.lease,
-                kind=StepKind.action,
-                name=action.name,
-                status=StepStatus.rejected,
-                tool_call_id=call.id,
-                call_key=call.key,
-                arguments=args.model_dump(mode="json"),
-                error=why,
-                output=f"error: not approved: {why}",
-            )
+        await self._record(
+            call,
+            action.name,
+            StepStatus.rejected,
+            arguments=args.model_dump(mode="json"),
+            error=why,
+            output=f"error: not approved: {why}",
+        )
         raise gate.Denied(action.name, why)
 
     async def _propose(self, call: ToolCall, action: Action, args: BaseModel) -> str:
@@ -228,6 +221,19 @@ class Executor:
             f"not executed: this agent only proposes actions. Proposed: {action.name}({shown}). "
             "Tell the user what you would do."
         )
+        await self._record(
+            call,
+            action.name,
+            StepStatus.proposed,
+            arguments=arguments,
+            output=reply,
+            data={"summary": f"would run {action.name}({shown})"},
+        )
+        await self.rt.reporter.run_progressed(self.run_id)
+        return reply
+
+    async def _record(self, call: ToolCall, name: str, status: StepStatus, **fields: Any) -> None:
+        """Journal a call that did not run (rejected, refused, or only proposed)."""
         async with self.rt.db.write() as session:
             await journal.record_step(
                 session=session,
@@ -235,36 +241,24 @@ class Executor:
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
                 kind=StepKind.action,
-                name=action.name,
-                status=StepStatus.proposed,
+                name=name[:128],
+                status=status,
                 tool_call_id=call.id,
                 call_key=call.key,
-                arguments=arguments,
-                output=reply,
-                data={"summary": f"would run {action.name}({shown})"},
+                **fields,
             )
-        await self.rt.reporter.run_progressed(self.run_id)
-        return reply
 
     async def _reject(self, call: ToolCall, reason: str, raw: dict[str, Any] | None = None) -> str:
         """Journal a call that never ran (unknown tool, bad arguments) and tell the model why."""
         reply = f"error: {reason}"
-        async with self.rt.db.write() as session:
-            await journal.record_step(
-                session=session,
-                run_id=self.run_id,
-                worker_id=self.rt.worker_id,
-                lease=self.rt.lease,
-                kind=StepKind.action,
-                name=call.name[:128],
-                status=StepStatus.rejected,
-                tool_call_id=call.id,
-                call_key=call.key,
-                arguments=raw if raw is not None else {"_raw": (call.arguments or "")[:2000]},
-                error=reason,
-                output=reply,
-                reversible=True,
-            )
+        await self._record(
+            call,
+            call.name,
+            StepStatus.rejected,
+            arguments=raw if raw is not None else {"_raw": (call.arguments or "")[:2000]},
+            error=reason,
+            output=reply,
+        )
         return reply
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -107,52 +108,37 @@ def build_app(
         else:
             await ack(f"Run #{accepted.run_id} for *{accepted.agent}*: I'll report in the thread.")
 
-    @app.action("chatops_undo")
-    async def on_undo(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
-        await ack()
-        await _button(
-            controls,
-            body,
-            context,
+    buttons: dict[str, tuple[str, Button, bool]] = {
+        "chatops_undo": (
             "undo",
-            lambda user, where: controls.undo(user, where=where, run_id=_int(action.get("value"))),
-        )
-
-    @app.action("chatops_approve")
-    async def on_approve(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
-        await ack()
-        await _button(
-            controls,
-            body,
-            context,
+            lambda user, where, value: controls.undo(user, where=where, run_id=_int(value)),
+            False,
+        ),
+        "chatops_approve": (
             "approve",
-            lambda user, where: controls.decide(user, _int(action.get("value")) or 0, approve=True),
-        )
-
-    @app.action("chatops_deny")
-    async def on_deny(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
-        await ack()
-        await _button(
-            controls,
-            body,
-            context,
+            lambda user, where, value: controls.decide(user, _int(value) or 0, approve=True),
+            False,
+        ),
+        "chatops_deny": (
             "deny",
-            lambda user, where: controls.decide(user, _int(action.get("value")) or 0, approve=False),
-        )
-
-    @app.action("chatops_pause")
-    async def on_pause(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
-        await ack()
-        await _button(
-            controls,
-            body,
-            context,
+            lambda user, where, value: controls.decide(user, _int(value) or 0, approve=False),
+            False,
+        ),
+        "chatops_pause": (
             "pause",
-            lambda user, where: controls.run_command(
-                Command("pause", str(action.get("value") or "")), user_id=user, where=where
+            lambda user, where, value: controls.run_command(
+                Command("pause", str(value or "")), user_id=user, where=where
             ),
-            public=True,
-        )
+            True,  # a pause is announced in the thread, not only to the one who clicked
+        ),
+    }
+
+    @app.action(re.compile("^chatops_(undo|approve|deny|pause)$"))
+    async def on_button(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
+        """Undo, Approve, Deny and Pause buttons: the same controls as the chat commands."""
+        await ack()
+        verb, act, public = buttons[action["action_id"]]
+        await _button(controls, body, context, verb, act, action.get("value"), public=public)
 
     @app.event(re.compile(".*"))
     async def on_other_event() -> None:
@@ -198,8 +184,18 @@ async def _take(
     await controls.surface.post(channel=m.channel_id, text=reply, thread_ts=thread_ts)
 
 
+Button = Callable[[str, Where, Any], Awaitable[str]]
+
+
 async def _button(
-    controls: Controls, body: dict[str, Any], context: Any, verb: str, act: Any, *, public: bool = False
+    controls: Controls,
+    body: dict[str, Any],
+    context: Any,
+    verb: str,
+    act: Button,
+    value: Any,
+    *,
+    public: bool = False,
 ) -> None:
     user = body.get("user") or {}
     user_id = user.get("id") or ""
@@ -212,7 +208,7 @@ async def _button(
     if refusal:
         text = await controls.refused(user_id, verb, refusal)
     else:
-        text = await act(user_id, Where(team_id, channel, thread_ts))
+        text = await act(user_id, Where(team_id, channel, thread_ts), value)
     if public and not refusal:
         await controls.surface.post(channel=channel, text=text, thread_ts=thread_ts)
     else:

@@ -147,7 +147,7 @@ class ConsoleSurface:
     async def post_ephemeral(
         self, *, channel: str, user: str, text: str, thread_ts: str | None = None
     ) -> None:
-        print(f"   (only {_name(user)} sees) chatops: {text}", file=self.out)
+        print(f"   (visible only to {_name(user)}) chatops: {text}", file=self.out)
         self.out.flush()
 
     async def user(self, user_id: str) -> UserInfo | None:

@@ -9,17 +9,17 @@ outcome is always delivered (a failed post is retried by `redeliver`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass
 
+from bot.approval_messages import ApprovalMessages, is_ts
 from bot.render import Message, escape, render
 from bot.surface import Surface
 from storage import approvals, controls, journal, requests, runs
 from storage.engine import Database
-from storage.models import Approval, ApprovalStatus, Request, Run, RunStatus, Step, StepKind, StepStatus
+from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus
 from storage.runs import PENDING
 
 log = logging.getLogger(__name__)
@@ -138,6 +138,7 @@ class Presenter:
         self._pending: dict[int, asyncio.Task[None]] = {}
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Task[None]] = set()
+        self.approvals = ApprovalMessages(db, surface)
 
     # Reporter -----------------------------------------------------------------
 
@@ -175,7 +176,7 @@ class Presenter:
             await self._safely(self._refresh(run_id))
             await self._safely(self._deliver_outcome(run_id))
         for approval_id in approval_ids:
-            await self._safely(self._post_approval(approval_id))
+            await self._safely(self.approvals.post(approval_id))
         return len(ids) + len(approval_ids)
 
     async def drain(self) -> None:
@@ -249,7 +250,7 @@ class Presenter:
                 return
         try:
             thread_ts = run.thread_ts
-            if request.kind == "command" and not _is_ts(thread_ts):
+            if request.kind == "command" and not is_ts(thread_ts):
                 # A slash command has no message to thread under: open a thread for it.
                 opener = f"<@{request.user_id}> asked via `/agent`: {escape(request.text)}"
                 thread_ts = await self.surface.post(channel=run.channel_id, text=opener)
@@ -273,7 +274,7 @@ class Presenter:
     async def _deliver_outcome(self, run_id: int) -> None:
         """The outcome reply, exactly once; for an undone run, the undo report, exactly once."""
         view = await self._load(run_id)
-        if view is None or view.run.status not in FINAL_REACTION or not _is_ts(view.run.thread_ts):
+        if view is None or view.run.status not in FINAL_REACTION or not is_ts(view.run.thread_ts):
             return
         field = "undo_ts" if view.run.undone_by else "outcome_ts"
         async with self.db.write() as session:
@@ -319,73 +320,11 @@ class Presenter:
     # Approvals ------------------------------------------------------------------
 
     async def approval_requested(self, approval_id: int) -> None:
-        await self._safely(self._post_approval(approval_id))
+        await self._safely(self.approvals.post(approval_id))
 
     async def approval_decided(self, approval_id: int) -> None:
         """Replace the Approve/Deny buttons with the decision."""
-        await self._safely(self._update_approval(approval_id))
-
-    async def _post_approval(self, approval_id: int) -> None:
-        async with self.db.write() as session:
-            approval = await approvals.get_approval(session=session, approval_id=approval_id)
-            if approval is None or approval.status != ApprovalStatus.pending:
-                return
-            if not await approvals.claim_approval_message(session=session, approval_id=approval_id):
-                return
-            run = await runs.get_run(session=session, run_id=approval.run_id)
-        assert run is not None
-        message = self._approval_message(approval, run)
-        try:
-            ts = await self.surface.post(
-                channel=run.channel_id, text=message.text, blocks=message.blocks, thread_ts=run.thread_ts
-            )
-        except BaseException:
-            async with self.db.write() as session:
-                await approvals.set_approval_message(session=session, approval_id=approval_id, ts=None)
-            raise
-        async with self.db.write() as session:
-            await approvals.set_approval_message(session=session, approval_id=approval_id, ts=ts)
-
-    async def _update_approval(self, approval_id: int) -> None:
-        async with self.db.read() as session:
-            approval = await approvals.get_approval(session=session, approval_id=approval_id)
-            run = await runs.get_run(session=session, run_id=approval.run_id) if approval else None
-        if approval is None or run is None or not _is_ts(approval.message_ts):
-            return
-        message = self._approval_message(approval, run)
-        await self.surface.update(
-            channel=run.channel_id, ts=approval.message_ts or "", text=message.text, blocks=message.blocks
-        )
-
-    def _approval_message(self, approval: Approval, run: Run) -> Message:
-        args = (
-            json.dumps(approval.arguments, indent=1, ensure_ascii=False)
-            if approval.arguments
-            else "(no arguments)"
-        )
-        if approval.status == ApprovalStatus.pending:
-            header = (
-                f":raised_hand: Run #{run.id} ({run.agent}) wants to run *{approval.action}* and waits "
-                f"for a human, because {approval.reason}."
-            )
-            footer = f"approval #{approval.id} · expires {approval.expires_at:%Y-%m-%d %H:%M} UTC"
-        else:
-            icon = {"approved": ":white_check_mark:", "denied": ":no_entry:"}.get(
-                approval.status, ":hourglass:"
-            )
-            who = f" by <@{approval.decided_by}>" if approval.decided_by != "system" else ""
-            header = f"{icon} *{approval.action}* for run #{run.id}: {approval.status}{who}."
-            footer = f"approval #{approval.id}"
-        text = f"{header}\n{args}"
-        return render(
-            "approval.json.j2",
-            text=text,
-            header=header,
-            arguments=args,
-            footer=footer,
-            approval=approval,
-            pending=approval.status == ApprovalStatus.pending,
-        )
+        await self._safely(self.approvals.update(approval_id))
 
     def _outcome_message(self, view: RunView) -> Message:
         run = view.run
@@ -432,7 +371,3 @@ class Presenter:
         lock = self._locks.get(run_id)
         if lock is not None and not lock.locked():
             self._locks.pop(run_id, None)
-
-
-def _is_ts(value: str | None) -> bool:
-    return bool(value) and value.replace(".", "", 1).isdigit()  # type: ignore[union-attr]

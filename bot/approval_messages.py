@@ -1,0 +1,84 @@
+"""The Approve/Deny message of an approval: posted once, updated with the decision."""
+
+from __future__ import annotations
+
+import json
+
+from bot.render import Message, render
+from bot.surface import Surface
+from storage import approvals, runs
+from storage.engine import Database
+from storage.models import Approval, ApprovalStatus, Run
+
+
+class ApprovalMessages:
+    def __init__(self, db: Database, surface: Surface) -> None:
+        self.db = db
+        self.surface = surface
+
+    async def post(self, approval_id: int) -> None:
+        async with self.db.write() as session:
+            approval = await approvals.get_approval(session=session, approval_id=approval_id)
+            if approval is None or approval.status != ApprovalStatus.pending:
+                return
+            if not await approvals.claim_approval_message(session=session, approval_id=approval_id):
+                return
+            run = await runs.get_run(session=session, run_id=approval.run_id)
+        assert run is not None
+        message = self.message(approval, run)
+        try:
+            ts = await self.surface.post(
+                channel=run.channel_id, text=message.text, blocks=message.blocks, thread_ts=run.thread_ts
+            )
+        except BaseException:
+            async with self.db.write() as session:
+                await approvals.set_approval_message(session=session, approval_id=approval_id, ts=None)
+            raise
+        async with self.db.write() as session:
+            await approvals.set_approval_message(session=session, approval_id=approval_id, ts=ts)
+
+    async def update(self, approval_id: int) -> None:
+        async with self.db.read() as session:
+            approval = await approvals.get_approval(session=session, approval_id=approval_id)
+            run = await runs.get_run(session=session, run_id=approval.run_id) if approval else None
+        if approval is None or run is None or not is_ts(approval.message_ts):
+            return
+        message = self.message(approval, run)
+        await self.surface.update(
+            channel=run.channel_id, ts=approval.message_ts or "", text=message.text, blocks=message.blocks
+        )
+
+    def message(self, approval: Approval, run: Run) -> Message:
+        args = (
+            json.dumps(approval.arguments, indent=1, ensure_ascii=False)
+            if approval.arguments
+            else "(no arguments)"
+        )
+        if approval.status == ApprovalStatus.pending:
+            header = (
+                f":raised_hand: Run #{run.id} ({run.agent}) wants to run *{approval.action}* and waits "
+                f"for a human, because {approval.reason}."
+            )
+            footer = f"approval #{approval.id} · expires {approval.expires_at:%Y-%m-%d %H:%M} UTC"
+        else:
+            icon = {"approved": ":white_check_mark:", "denied": ":no_entry:"}.get(
+                approval.status, ":hourglass:"
+            )
+            who = f" by <@{approval.decided_by}>" if approval.decided_by != "system" else ""
+            header = f"{icon} *{approval.action}* for run #{run.id}: {approval.status}{who}."
+            footer = f"approval #{approval.id}"
+        text = f"{header}\n{args}"
+        return render(
+            "approval.json.j2",
+            text=text,
+            header=header,
+            arguments=args,
+            footer=footer,
+            approval=approval,
+            pending=approval.status == ApprovalStatus.pending,
+        )
+
+
+def is_ts(value: str | None) -> bool:
+    """A Slack message ts (not empty, not a "pending" claim or a placeholder)."""
+    return bool(value) and value.replace(".", "", 1).isdigit()  # type: ignore[union-attr]

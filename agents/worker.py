@@ -57,13 +57,25 @@ class Worker:
         self._wake.set()
 
     async def run_forever(self) -> None:
-        """Claim and work runs until cancelled."""
-        await self.reclaim_orphans()
+        """Claim and work runs until cancelled. A database outage is waited out, not fatal."""
         self.alive = True
         heartbeat = asyncio.create_task(self._heartbeat())
+        failures = 0
         try:
+            with contextlib.suppress(Exception):  # retried below, once the database answers
+                await self.reclaim_orphans()
             while not self._stopping:
-                claimed = await self._claim()
+                try:
+                    claimed = await self._claim()
+                except Exception:  # broad on purpose: the database may be briefly unreachable
+                    failures += 1
+                    if failures == 1 or failures % 60 == 0:
+                        log.exception("claiming runs failed (%d times in a row); retrying", failures)
+                    await asyncio.sleep(min(self.poll_interval * failures, 5.0))
+                    continue
+                if failures:
+                    log.warning("claiming runs works again after %d failures", failures)
+                    failures = 0
                 if claimed == 0 or len(self.tasks) >= self.concurrency:
                     await self._sleep()
         finally:
@@ -117,7 +129,11 @@ class Worker:
             return 0
         async with self.rt.db.write() as session:
             ids = await runs.claim_runs(
-                session=session, worker_id=self.rt.worker_id, limit=free, lease=self.rt.lease
+                session=session,
+                worker_id=self.rt.worker_id,
+                limit=free,
+                lease=self.rt.lease,
+                working=self.tasks,
             )
         for run_id in ids:
             task = asyncio.create_task(self._work(run_id), name=f"run-{run_id}")

@@ -61,9 +61,11 @@ class ApprovalMessages:
             )
             footer = f"approval #{approval.id} · expires {approval.expires_at:%Y-%m-%d %H:%M} UTC"
         else:
-            icon = {"approved": ":white_check_mark:", "denied": ":no_entry:"}.get(
-                approval.status, ":hourglass:"
-            )
+            icon = {
+                "approved": ":white_check_mark:",
+                "denied": ":no_entry:",
+                "withdrawn": ":leftwards_arrow_with_hook:",
+            }.get(approval.status, ":hourglass:")
             who = f" by <@{approval.decided_by}>" if approval.decided_by != "system" else ""
             header = f"{icon} *{approval.action}* for run #{run.id}: {approval.status}{who}."
             footer = f"approval #{approval.id}"

@@ -121,8 +121,12 @@ class Controls:
                 return "There is no run here to undo." if run_id is None else f"There is no run #{run_id}."
             assert run.id is not None
             state = await runs.request_undo(session=session, run_id=run.id, by_user=user_id)
+            withdrawn: list[int] = []
             if state == "requested":
+                withdrawn = await approvals.withdraw(session=session, run_id=run.id, by_user=user_id)
                 await audit.record(session=session, actor=user_id, action="undo", target=f"run:{run.id}")
+        for approval_id in withdrawn:
+            await self.presenter.approval_decided(approval_id)
         if state == "already":
             return f"Run #{run.id} is already undone (or being undone); nothing more to do."
         self.wake()

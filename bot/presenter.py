@@ -103,6 +103,14 @@ class RunView:
             if s.kind == StepKind.action and s.status in (StepStatus.succeeded, StepStatus.compensated)
         ]
 
+    def proposed(self) -> list[str]:
+        """What a propose-only agent would have done."""
+        return [
+            f"• {_summary(s).removeprefix('would run ')}"
+            for s in self.steps
+            if s.kind == StepKind.action and s.status == StepStatus.proposed
+        ]
+
     def undoable(self) -> bool:
         return self.run.status == RunStatus.succeeded and any(
             s.kind == StepKind.action and s.status == StepStatus.succeeded and s.undo is not None
@@ -311,6 +319,7 @@ class Presenter:
             header=header,
             answer="",
             done=[],
+            proposed=[],
             problem=report,
             undoable=False,
             run=run,
@@ -334,9 +343,15 @@ class Presenter:
             answer = f"(offline planner) {answer}"
         problem = (run.error or "").strip()
         done = view.done()
-        text = "\n".join(
-            x for x in [header, answer, "What was done:\n" + "\n".join(done) if done else "", problem] if x
-        )
+        proposed = view.proposed()
+        sections = [
+            header,
+            answer,
+            "What was done:\n" + "\n".join(done) if done else "",
+            "Proposed, not done:\n" + "\n".join(proposed) if proposed else "",
+            problem,
+        ]
+        text = "\n".join(x for x in sections if x)
         return render(
             "outcome.json.j2",
             text=text,
@@ -344,6 +359,7 @@ class Presenter:
             answer=answer,
             done=done,
             problem=problem,
+            proposed=proposed,
             undoable=view.undoable(),
             run=run,
             footer=view.footer(),

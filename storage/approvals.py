@@ -65,6 +65,17 @@ async def decide(*, session: AsyncSession, approval_id: int, status: ApprovalSta
     return bool(result.rowcount)
 
 
+async def withdraw(*, session: AsyncSession, run_id: int, by_user: str) -> list[int]:
+    """Withdraw a run's pending approvals (the run is being undone); returns their ids."""
+    stmt = (
+        update(Approval)
+        .where(col(Approval.run_id) == run_id, col(Approval.status) == ApprovalStatus.pending)
+        .values(status=ApprovalStatus.withdrawn, decided_by=by_user, decided_at=now())
+        .returning(col(Approval.id))
+    )
+    return [i for i in (await session.exec(stmt)).scalars().all() if i is not None]
+
+
 async def expire_due(*, session: AsyncSession) -> list[Approval]:
     """Mark pending approvals past their deadline as expired; returns them."""
     t = now()

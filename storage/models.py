@@ -219,6 +219,7 @@ class ApprovalStatus(StrEnum):
     approved = "approved"
     denied = "denied"
     expired = "expired"
+    withdrawn = "withdrawn"  # the run was undone while it waited
 
 
 class Approval(SQLModel, table=True):

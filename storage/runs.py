@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
@@ -24,12 +25,16 @@ class LeaseLost(Exception):
         self.worker_id = worker_id
 
 
-async def claim_runs(*, session: AsyncSession, worker_id: str, limit: int, lease: timedelta) -> list[int]:
+async def claim_runs(
+    *, session: AsyncSession, worker_id: str, limit: int, lease: timedelta, working: Iterable[int] = ()
+) -> list[int]:
     """Take up to `limit` runs: queued ones, and running ones whose lease expired.
 
     A run is claimable only if no earlier run in its thread is still active, so one
     thread never has two runs working at once. On PostgreSQL the candidate rows are
     locked with FOR UPDATE SKIP LOCKED so concurrent workers never take the same run.
+    `working`: runs this worker is working right now; never claimed again, even if their
+    lease lapsed (the heartbeat renews it).
     """
     if limit <= 0:
         return []
@@ -46,9 +51,10 @@ async def claim_runs(*, session: AsyncSession, worker_id: str, limit: int, lease
         col(Run.status) == RunStatus.queued,
         and_(col(Run.status) == RunStatus.running, col(Run.lease_expires_at) < t),
     )
+    working = list(working)
     candidates = (
         select(Run.id)
-        .where(claimable, ~blocked)
+        .where(claimable, ~blocked, col(Run.id).not_in(working))
         .order_by(col(Run.id))
         .limit(limit)
         .with_for_update(skip_locked=True, of=Run)  # ignored by SQLite

@@ -24,7 +24,7 @@ kind = "command"
 params = {{ name = "string" }}
 run = '''
 echo "start $CHATOPS_RUN_ID {{{{ name }}}}" >> {target}
-sleep 2
+sleep 3
 echo "end {{{{ name }}}}" >> {target}
 '''
 undo = "true"
@@ -52,8 +52,9 @@ async def test_a_retry_delivered_to_the_other_process_is_not_a_second_run(start_
 async def test_a_long_action_keeps_its_lease_and_runs_once(start_desk, tmp_path):
     log = tmp_path / "jobs.log"
     config = _slow_action_config(str(log))
-    first = await start_desk(config, chatops_lease_seconds=0.6)
-    second = await start_desk(config, chatops_lease_seconds=0.6)
+    # The action (3 s) outlives the lease (1 s) three times over; only heartbeats keep it.
+    first = await start_desk(config, chatops_lease_seconds=1.0)
+    second = await start_desk(config, chatops_lease_seconds=1.0)
     await first.send.event(ev.app_mention("<@UBOT> slow_job name=backup"))
 
     run = await first.only_run(timeout=20)

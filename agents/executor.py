@@ -17,9 +17,9 @@ from agents.config import AUTONOMY_ORDER
 from agents.errors import ActionError
 from agents.model import ToolCall
 from agents.runtime import Runtime
-from storage import approvals, journal, locks, runs
+from storage import approvals, journal, locks
 from storage.clock import now
-from storage.models import ApprovalStatus, RunStatus, Step, StepKind, StepStatus
+from storage.models import ApprovalStatus, Step, StepKind, StepStatus
 
 log = logging.getLogger(__name__)
 
@@ -81,10 +81,12 @@ class Executor:
         resource = action.resource(args, ctx)
         busy: str | None = None
         async with self.rt.db.write() as session:
-            await gate.check(session=session, run_id=self.run_id, agent=self.agent)
-            if resource:
+            stop = await gate.stop(
+                session=session, run_id=self.run_id, agent=self.agent, worker_id=self.rt.worker_id
+            )
+            if stop is None and resource:
                 busy = await self._lock(session, resource)
-            if busy is None:
+            if stop is None and busy is None:
                 step = await journal.begin_step(
                     session=session,
                     run_id=self.run_id,
@@ -100,6 +102,8 @@ class Executor:
                     resource=resource,
                     idempotency_key=key,
                 )
+        if stop is not None:
+            raise stop
         if busy is not None:
             raise gate.ResourceBusy(busy)  # the run already waits (released above)
         await self.rt.reporter.run_progressed(self.run_id)
@@ -148,13 +152,7 @@ class Executor:
         if await locks.would_deadlock(session=session, run_id=self.run_id, holder=holder):
             raise gate.Deadlock(resource, holder)
         reason = locks.wait_reason(resource, holder)
-        await runs.release(
-            session=session,
-            run_id=self.run_id,
-            worker_id=self.rt.worker_id,
-            status=RunStatus.waiting,
-            wait_reason=reason,
-        )
+        await gate.wait(session=session, run_id=self.run_id, worker_id=self.rt.worker_id, reason=reason)
         return reason
 
     def autonomy(self, action: Action) -> tuple[str, str]:
@@ -176,12 +174,16 @@ class Executor:
 
     async def _approved(self, call: ToolCall, action: Action, args: BaseModel, reason: str) -> None:
         """Return if a human approved this call; otherwise ask (AwaitingApproval) or stop (Denied)."""
+        stop: gate.Interrupted | None = None
         async with self.rt.db.write() as session:
             approval = await approvals.find_approval(
                 session=session, run_id=self.run_id, tool_call_id=call.key
             )
             if approval is None:
-                await gate.check(session=session, run_id=self.run_id, agent=self.agent)
+                stop = await gate.stop(
+                    session=session, run_id=self.run_id, agent=self.agent, worker_id=self.rt.worker_id
+                )
+            if approval is None and stop is None:
                 hours = self.rt.config.control.approval_timeout_hours
                 approval = await approvals.request_approval(
                     session=session,
@@ -193,11 +195,17 @@ class Executor:
                     channel_id=self.requester.channel_id,
                     expires_at=now() + timedelta(hours=hours),
                 )
-        assert approval.id is not None
+            if approval is not None and approval.status == ApprovalStatus.pending:
+                assert approval.id is not None
+                stop = gate.AwaitingApproval(approval.id, action.name)
+                await gate.wait(
+                    session=session, run_id=self.run_id, worker_id=self.rt.worker_id, reason=str(stop)
+                )
+        if stop is not None:
+            raise stop
+        assert approval is not None and approval.id is not None
         if approval.status == ApprovalStatus.approved:
             return
-        if approval.status == ApprovalStatus.pending:
-            raise gate.AwaitingApproval(approval.id, action.name)
         why = (
             f"denied by <@{approval.decided_by}>"
             if approval.status == ApprovalStatus.denied

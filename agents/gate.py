@@ -5,6 +5,7 @@ from __future__ import annotations
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import controls, runs
+from storage.models import RunStatus
 
 
 class Interrupted(Exception):
@@ -52,15 +53,32 @@ class Denied(Interrupted):
         self.action = action
 
 
-async def check(*, session: AsyncSession, run_id: int, agent: str) -> None:
-    """Raise Interrupted if the run may not take its next step.
+async def stop(*, session: AsyncSession, run_id: int, agent: str, worker_id: str) -> Interrupted | None:
+    """Why the run may not take its next step, or None.
 
-    Called inside the transaction that journals a step's intent, so a pause
-    recorded before that transaction stops the step.
+    Called inside the transaction that journals the step's intent, so a pause
+    recorded before that transaction stops the step. A paused run starts waiting in
+    this same transaction: a resume committed just after it always finds the run
+    waiting, so nothing can leave it stuck. (An undo keeps the lease: this worker
+    reverses the run next.)
     """
     run = await runs.get_run(session=session, run_id=run_id)
     if run is not None and run.undone_by:
-        raise UndoRequested(run.undone_by)
+        return UndoRequested(run.undone_by)
     pause = await controls.paused_scope(session=session, agent=agent)
     if pause is not None:
-        raise Paused(pause.scope)
+        paused = Paused(pause.scope)
+        await wait(session=session, run_id=run_id, worker_id=worker_id, reason=str(paused))
+        return paused
+    return None
+
+
+async def wait(*, session: AsyncSession, run_id: int, worker_id: str, reason: str) -> None:
+    """Give the run up as waiting (paused, approval, resource), fenced by the lease."""
+    await runs.release(
+        session=session,
+        run_id=run_id,
+        worker_id=worker_id,
+        status=RunStatus.waiting,
+        wait_reason=reason[:255],
+    )

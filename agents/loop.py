@@ -75,12 +75,10 @@ class RunLoop:
             await self._work(planner, steps)
         except gate.UndoRequested as stop:
             await self._undo(stop.by_user)
-        except gate.Paused as stop:
-            await self._wait(str(stop))
-        except gate.ResourceBusy:
+        except (gate.Paused, gate.ResourceBusy):
             await self.rt.reporter.run_progressed(self.run_id)  # it already waits
         except gate.AwaitingApproval as stop:
-            await self._wait(str(stop))
+            await self.rt.reporter.run_progressed(self.run_id)  # it already waits
             await self.rt.reporter.approval_requested(stop.approval_id)
         except (gate.Denied, gate.Deadlock) as stop:
             await self._finish(RunStatus.failed, error=str(stop))
@@ -125,15 +123,20 @@ class RunLoop:
         self, planner: Planner, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> Turn | None:
         async with self.rt.db.write() as session:
-            await gate.check(session=session, run_id=self.run_id, agent=self.agent.name)
-            step = await journal.begin_step(
-                session=session,
-                run_id=self.run_id,
-                worker_id=self.rt.worker_id,
-                lease=self.rt.lease,
-                kind=StepKind.model,
-                name=planner.label,
+            stop = await gate.stop(
+                session=session, run_id=self.run_id, agent=self.agent.name, worker_id=self.rt.worker_id
             )
+            if stop is None:
+                step = await journal.begin_step(
+                    session=session,
+                    run_id=self.run_id,
+                    worker_id=self.rt.worker_id,
+                    lease=self.rt.lease,
+                    kind=StepKind.model,
+                    name=planner.label,
+                )
+        if stop is not None:
+            raise stop
         assert step.id is not None
         self.last_turn = step.seq
         started = time.monotonic()
@@ -200,8 +203,15 @@ class RunLoop:
                 continue
             action = self.actions.get(step.name)
             if action is not None and action.idempotent:
-                async with self.rt.db.read() as session:  # a pause also holds a repeat
-                    await gate.check(session=session, run_id=self.run_id, agent=self.agent.name)
+                async with self.rt.db.write() as session:  # a pause also holds a repeat
+                    stop = await gate.stop(
+                        session=session,
+                        run_id=self.run_id,
+                        agent=self.agent.name,
+                        worker_id=self.rt.worker_id,
+                    )
+                if stop is not None:
+                    raise stop
                 args = action.args_model.model_validate(step.arguments or {})
                 reply = await self.executor.perform(step, action, args)
                 messages.append({"role": "tool", "tool_call_id": step.tool_call_id, "content": reply})

@@ -1,0 +1,328 @@
+"""The daily summary after a mixed day: `chatops summary --date` posts once, every number in the
+post matches the database, a second call posts nothing, and `force` posts again.
+
+The day is driven through the desk with the stored clock under the test's control, in a time
+zone where "the day" is not the UTC day, with runs just outside it on either side.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+from fakes import slack_events as ev
+from fakes import wait_until
+from sqlmodel import col, func, select
+
+from scenarios.faults_support import (
+    Processes,
+    TestClock,
+    environment,
+    sqlite_url,
+)
+from storage.clock import set_clock
+from storage.models import ACTIVE_STATUSES, Approval, ApprovalStatus, Run, RunStatus, SummaryPost
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    with Processes(tmp_path) as procs:
+        yield procs
+
+
+DAY = date(2030, 3, 14)
+TZ = ZoneInfo("Asia/Tokyo")  # the day runs from 15:00 UTC on the 13th to 15:00 UTC on the 14th
+START = datetime(2030, 3, 14, tzinfo=TZ).astimezone(UTC)
+END = START + timedelta(days=1)
+SUMMARY = "CSUMMARY"
+PRICE_IN, PRICE_OUT = 2.0, 8.0  # dollars per million tokens
+
+CONFIG = f"""
+[summary]
+channel = "{SUMMARY}"
+timezone = "Asia/Tokyo"
+
+[prices]
+"fake-model" = {{ input = {PRICE_IN}, output = {PRICE_OUT} }}
+
+[[agents]]
+name = "ops"
+default = true
+actions = ["ticket_create", "deploy", "check_disk"]
+
+[[agents]]
+name = "support"
+channels = ["CSUP"]
+actions = ["ticket_create"]
+
+[[actions]]
+name = "deploy"
+description = "Deploy a service to production"
+kind = "command"
+params = {{ service = "string" }}
+run = "true"
+undo = "true"
+risk = "high"
+
+[[actions]]
+name = "check_disk"
+description = "Check the disk (it is full)"
+kind = "command"
+run = "echo 'disk full' >&2; exit 1"
+read_only = true
+"""
+
+
+@dataclass
+class Posted:
+    """The numbers a summary post states."""
+
+    runs: int
+    overview: dict[str, int]
+    human: int
+    agents: dict[str, tuple[int, dict[str, int], int, int]] = field(default_factory=dict)
+    """agent -> (runs, runs by status, undone, rolled back)."""
+    failures: list[int] = field(default_factory=list)
+    approvals: list[int] = field(default_factory=list)
+    usage: dict[str, tuple[int, int, int, float]] = field(default_factory=dict)
+    """planner -> (runs, prompt tokens, completion tokens, dollars)."""
+    total_cost: float | None = None
+
+
+OVERVIEW = re.compile(
+    r"\*(?P<runs>\d+)\* runs?: (?P<succeeded>\d+) succeeded, (?P<failed>\d+) failed, "
+    r"(?P<undone>\d+) undone, (?P<auto>\d+) rolled back automatically, (?P<active>\d+) still in flight\. "
+    r"(?::warning: \*(?P<human>\d+) things? needs? a human\.\*|Nothing needs a human\.)"
+)
+AGENT = re.compile(
+    r"^• \*(?P<agent>[\w-]+)\*: (?P<runs>\d+) \((?P<parts>[^)]*)\); "
+    r"(?P<undone>\d+) undone, (?P<rolled>\d+) rolled back$"
+)
+USAGE = re.compile(
+    r"^• (?P<planner>[\w .-]+): (?P<runs>\d+) runs?, (?P<prompt>[\d,]+) prompt \+ "
+    r"(?P<completion>[\d,]+) completion tokens(?:, \$(?P<cost>[\d,.]+))?$"
+)
+
+
+def _int(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def parse(text: str) -> Posted:
+    m = OVERVIEW.search(text)
+    assert m, f"no overview in the summary:\n{text}"
+    posted = Posted(
+        runs=int(m["runs"]),
+        overview={k: int(m[k]) for k in ("succeeded", "failed", "undone", "auto", "active")},
+        human=int(m["human"] or 0),
+    )
+    section = ""
+    for line in text.splitlines():
+        if line.startswith("*") and not line.startswith("*" + m["runs"]):
+            section = line
+            continue
+        if (a := AGENT.match(line)) is not None:
+            parts = {
+                s.replace(" ", "_"): int(n) for n, s in re.findall(r"(\d+) ([a-z ]+?)(?:,|$)", a["parts"])
+            }
+            posted.agents[a["agent"]] = (int(a["runs"]), parts, int(a["undone"]), int(a["rolled"]))
+        elif section.startswith("*Failures*") and line.startswith("• <"):
+            posted.failures.append(int(re.search(r"\|run #(\d+)>", line)[1]))  # type: ignore[index]
+        elif line.startswith("• approval: run #"):
+            posted.approvals.append(int(re.search(r"run #(\d+)", line)[1]))  # type: ignore[index]
+        elif section == "*Model usage*" and (u := USAGE.match(line)) is not None:
+            cost = float(u["cost"].replace(",", "")) if u["cost"] else 0.0
+            posted.usage[u["planner"]] = (int(u["runs"]), _int(u["prompt"]), _int(u["completion"]), cost)
+        elif line.startswith("• total cost: $"):
+            posted.total_cost = float(line.removeprefix("• total cost: $").replace(",", ""))
+    if (f := re.search(r"\*Failures\* \((\d+)\)", text)) is not None:
+        assert int(f[1]) == len(posted.failures), text
+    return posted
+
+
+async def from_database(desk) -> Posted:
+    """The same numbers, counted straight from the runs and approvals tables."""
+    in_day = (col(Run.created_at) >= START, col(Run.created_at) < END)
+    async with desk.db.read() as session:
+        rows = (await session.exec(select(Run).where(*in_day))).all()
+        needs_human = (
+            await session.exec(
+                select(func.count())
+                .select_from(Run)
+                .where(col(Run.status) == RunStatus.waiting, col(Run.wait_reason).startswith("needs a human"))
+            )
+        ).one()
+        pending = (
+            await session.exec(select(Approval.run_id).where(col(Approval.status) == ApprovalStatus.pending))
+        ).all()
+    undone = [r for r in rows if r.status == RunStatus.rolled_back and r.undone_by]
+    auto = [r for r in rows if r.status == RunStatus.rolled_back and not r.undone_by]
+    truth = Posted(
+        runs=len(rows),
+        overview={
+            "succeeded": sum(r.status == RunStatus.succeeded for r in rows),
+            "failed": sum(r.status == RunStatus.failed for r in rows),
+            "undone": len(undone),
+            "auto": len(auto),
+            "active": sum(r.status in ACTIVE_STATUSES for r in rows),
+        },
+        human=needs_human + len(pending),
+        failures=sorted(r.id for r in rows if r.status == RunStatus.failed or r in auto),
+        approvals=sorted(pending),
+    )
+    for agent in {r.agent for r in rows}:
+        mine = [r for r in rows if r.agent == agent]
+        statuses: dict[str, int] = {}
+        for r in mine:
+            statuses[r.status] = statuses.get(r.status, 0) + 1
+        truth.agents[agent] = (
+            len(mine),
+            statuses,
+            sum(r in undone for r in mine),
+            sum(r in auto for r in mine),
+        )
+    for planner in {r.planner for r in rows if r.planner}:
+        mine = [r for r in rows if r.planner == planner]
+        prompt, completion = sum(r.prompt_tokens for r in mine), sum(r.completion_tokens for r in mine)
+        cost = round((prompt * PRICE_IN + completion * PRICE_OUT) / 1_000_000, 4)
+        truth.usage[planner] = (len(mine), prompt, completion, cost)
+    truth.total_cost = sum(u[3] for u in truth.usage.values())
+    return truth
+
+
+class Day:
+    """Drives one request at a time through the desk, at a chosen moment of the day."""
+
+    def __init__(self, desk, clock: TestClock) -> None:
+        self.desk = desk
+        self.clock = clock
+
+    async def request(self, at: datetime, text: str, *, channel: str = "C1", final: bool = True) -> Run:
+        self.clock.set(at)
+        before = {r.id for r in await self.desk.runs()}
+        event = (
+            ev.channel_message(text, channel=channel)
+            if channel == "CSUP"
+            else ev.app_mention(f"<@UBOT> {text}", channel=channel)
+        )
+        await self.desk.send.event(event)
+
+        async def new() -> list[Run]:
+            return [r for r in await self.desk.runs() if r.id not in before]
+
+        [run] = await wait_until(new, message=f"the run for {text!r}")
+        if final:
+            return await self.desk.finished(run.id)
+        return run
+
+    async def say(self, at: datetime, text: str, **kwargs) -> None:
+        self.clock.set(at)
+        await self.desk.send.event(ev.app_mention(f"<@UBOT> {text}", **kwargs))
+
+
+def utc(day: int, hour: int, minute: int = 0) -> datetime:
+    return datetime(2030, 3, day, hour, minute, tzinfo=UTC)
+
+
+async def _a_mixed_day(desk, clock: TestClock) -> None:
+    model = desk.model
+    day = Day(desk, clock)
+    # 23:50 in Tokyo the day before: not this day.
+    model.call("ticket_create", {"title": "Yesterday's"}).answer("Done.")
+    await day.request(utc(13, 14, 50), "open a ticket for yesterday")
+    # The day: two successes for ops, one of them undone later.
+    model.call("ticket_create", {"title": "Printer"}).answer("Opened a ticket for the printer.")
+    await day.request(utc(13, 15, 5), "open a ticket for the printer")
+    model.call("ticket_create", {"title": "Mistake"}).answer("Opened it.")
+    undone = await day.request(utc(13, 18), "open a ticket by mistake")
+    clock.set(utc(13, 18, 10))
+    await desk.send.event(ev.thread_reply("undo", thread_ts=undone.thread_ts))
+    await wait_until(lambda: _undone(desk, undone.id), message="the undo")
+    # A failure with nothing to reverse, and one rolled back automatically.
+    model.call("check_disk").answer("The disk check failed.")
+    await day.request(utc(14, 1), "check the disk")
+    model.call("ticket_create", {"title": "Disk"}).call("check_disk").answer("The disk check failed again.")
+    await day.request(utc(14, 3), "open a ticket and check the disk")
+    # An approval nobody gave.
+    model.call("deploy", {"service": "api"})
+    waiting = await day.request(utc(14, 5), "deploy the api", final=False)
+    await wait_until(
+        lambda: _waiting_for_approval(desk, waiting.id), message="the deploy to wait for an approval"
+    )
+    # Support: a success and a failure (the model server is down).
+    model.call("ticket_create", {"title": "Refund"}).answer("Opened a ticket for the refund.")
+    await day.request(utc(14, 6), "I want a refund", channel="CSUP")
+    model.fail(500, times=3)
+    await day.request(utc(14, 7), "where is my order?", channel="CSUP")
+    # Someone pauses support for a few minutes.
+    await day.say(utc(14, 8), "pause agent support", user="U2")
+    await day.say(utc(14, 8, 5), "resume agent support", user="U2")
+    # 23:55 in Tokyo: still this day. 00:01 the next day: not.
+    model.call("ticket_create", {"title": "Late"}).answer("Opened it late.")
+    await day.request(utc(14, 14, 55), "open a ticket, late")
+    model.call("ticket_create", {"title": "Tomorrow's"}).answer("Done.")
+    await day.request(utc(14, 15, 1), "open a ticket for tomorrow")
+
+
+async def _undone(desk, run_id: int) -> bool:
+    run = await desk.run(run_id)
+    return run.status == RunStatus.rolled_back and run.undo_ts not in (None, "pending")
+
+
+async def _waiting_for_approval(desk, run_id: int) -> bool:
+    approvals = await desk.rows(Approval, col(Approval.run_id) == run_id)
+    return bool(approvals) and approvals[0].message_ts not in (None, "pending")
+
+
+async def test_the_daily_summary_posts_once_and_every_number_matches_the_database(
+    start_desk, processes: Processes, tmp_path: Path
+):
+
+    clock = TestClock(utc(13, 14))
+    set_clock(clock)
+    desk = await start_desk(CONFIG, model=True)
+    slack = desk.slack
+    await _a_mixed_day(desk, clock)
+    truth = await from_database(desk)
+    # The story as told, so a mistake in driving the day cannot hide behind matching numbers.
+    assert (truth.runs, truth.overview, truth.human) == (
+        8,
+        {"succeeded": 3, "failed": 2, "undone": 1, "auto": 1, "active": 1},
+        1,
+    )
+    assert {a: v[0] for a, v in truth.agents.items()} == {"ops": 6, "support": 2}
+
+    env = environment(
+        slack=slack, database_url=sqlite_url(tmp_path / "chatops.db"), config=tmp_path / "chatops.toml"
+    )
+    done = processes.run("summary", "--date", DAY.isoformat(), env=env)
+    assert done.returncode == 0, done.stderr
+    assert f"posted the summary for {DAY} to {SUMMARY}" in done.stdout
+    [post] = slack.top_level(SUMMARY)
+    assert post.text.startswith("Daily summary for Thursday 14 March 2030")
+    posted = parse(post.text)
+    assert posted == truth
+    pauses = post.text.split("*Pauses*\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    assert pauses == ["• 08:00 UTC: <@U2> paused support", "• 08:05 UTC: <@U2> resumed support"]
+    [claim] = await desk.rows(SummaryPost)
+    assert (claim.day, claim.channel_id, claim.ts) == (DAY.isoformat(), SUMMARY, post.ts)
+
+    # Again: from the command line, and from the running desk. Nothing is posted.
+    calls = len(slack.calls_to("chat.postMessage"))
+    again = processes.run("summary", "--date", DAY.isoformat(), env=env)
+    assert again.returncode == 0, again.stderr
+    assert "already posted" in again.stdout
+    assert "already posted" in await desk.services.summaries.post(DAY)
+    assert len(slack.calls_to("chat.postMessage")) == calls
+    assert len(slack.top_level(SUMMARY)) == 1
+
+    # Forced: a second post, with the same numbers.
+    assert "posted the summary" in await desk.services.summaries.post(DAY, force=True)
+    first, second = slack.top_level(SUMMARY)
+    assert first.ts == post.ts and parse(second.text) == truth
+    assert len(await desk.rows(SummaryPost)) == 2

@@ -147,6 +147,7 @@ class Presenter:
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Task[None]] = set()
         self.approvals = ApprovalMessages(db, surface)
+        self._stale: set[int] = set()  # runs whose last status edit Slack refused
 
     # Reporter -----------------------------------------------------------------
 
@@ -185,7 +186,10 @@ class Presenter:
             await self._safely(self._deliver_outcome(run_id))
         for approval_id in approval_ids:
             await self._safely(self.approvals.post(approval_id))
-        return len(ids) + len(approval_ids)
+        stale = list(self._stale)
+        for run_id in stale:
+            await self._safely(self._refresh(run_id))
+        return len(ids) + len(approval_ids) + len(stale)
 
     async def drain(self) -> None:
         """Wait for scheduled refreshes and announcements (console exit, tests)."""
@@ -243,10 +247,15 @@ class Presenter:
                 message = self._status_message(view)
                 if self._last_text.get(run_id) == message.text:
                     return
-                await self.surface.update(
-                    channel=run.channel_id, ts=run.status_ts, text=message.text, blocks=message.blocks
-                )
+                try:
+                    await self.surface.update(
+                        channel=run.channel_id, ts=run.status_ts, text=message.text, blocks=message.blocks
+                    )
+                except BaseException:
+                    self._stale.add(run_id)  # redeliver() edits it again later
+                    raise
                 self._last_text[run_id] = message.text
+                self._stale.discard(run_id)
             self._last_edit[run_id] = time.monotonic()
 
     async def _open(self, view: RunView) -> None:

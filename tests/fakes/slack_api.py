@@ -100,6 +100,11 @@ class FakeSlack(LoopbackServer):
         with self.lock:
             self._failures.setdefault(method, []).append(_Failure(status, times, after, retry_after))
 
+    def recover(self, method: str) -> None:
+        """Slack is back: no more injected failures for `method`."""
+        with self.lock:
+            self._failures.pop(method, None)
+
     # Assertions -----------------------------------------------------------------
 
     def calls_to(self, method: str, *, ok: bool | None = None) -> list[Call]:

@@ -73,3 +73,21 @@ async def test_a_status_message_deleted_by_a_person_does_not_stop_the_outcome(st
     assert "message_not_found" in {c.error for c in slack.calls_to("chat.update")}
     outcome = slack.thread("C1", ts)[-1]
     assert outcome.ts == run.outcome_ts and "Done anyway." in outcome.text
+
+
+async def test_a_final_status_edit_refused_beyond_the_retries_is_made_later(start_desk):
+    desk = await start_desk()
+    slack = desk.slack
+    mention = ev.app_mention("<@UBOT> create a ticket for the stale status")
+    slack.fail("chat.update", status=500, times=100)  # every edit fails, retries included
+    await desk.send.event(mention)
+    run = await desk.only_run(timeout=15)
+    await desk.settled(timeout=15)
+    status = slack.thread("C1", mention["event"]["ts"])[0]
+    assert "finished" not in status.text  # the edits never landed
+
+    slack.recover("chat.update")
+    await desk.services.presenter.redeliver()
+    status = slack.thread("C1", mention["event"]["ts"])[0]
+    assert "finished" in status.text and "created ticket #1" in status.text
+    assert run.status == RunStatus.succeeded

@@ -36,6 +36,11 @@ class ApprovalMessages:
             raise
         async with self.db.write() as session:
             await approvals.set_approval_message(session=session, approval_id=approval_id, ts=ts)
+            decided = await approvals.get_approval(session=session, approval_id=approval_id)
+        if decided is not None and decided.status != ApprovalStatus.pending:
+            # Decided between the post and saving its ts: the decision's update found no
+            # message to edit, so take the buttons away now.
+            await self.update(approval_id)
 
     async def update(self, approval_id: int) -> None:
         async with self.db.read() as session:

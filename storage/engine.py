@@ -7,6 +7,8 @@ PostgreSQL (`postgresql+psycopg://`) is for many processes.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -51,13 +53,21 @@ class Database:
         elif pooled:
             kwargs.update(pool_size=10, max_overflow=20, pool_pre_ping=True)
         self.engine: AsyncEngine = create_async_engine(self.url, **kwargs)
+        # SQLite has one writer. Writers queue here, in the event loop, and start the moment
+        # the previous commit ends, instead of sleeping in SQLite's busy handler (1, 2, 5 ...
+        # 100 ms between tries). Other processes on the same file still meet busy_timeout.
+        self._write_lock: asyncio.Lock | None = None
         if self.is_sqlite:
             _configure_sqlite(self.engine)
+            self._write_lock = asyncio.Lock()
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncSession]:
-        """A transaction that commits on success and rolls back on error."""
-        async with AsyncSession(self.engine, expire_on_commit=False) as session:
+        """A transaction that commits on success and rolls back on error. Not re-entrant."""
+        async with (
+            self._write_lock or contextlib.nullcontext(),
+            AsyncSession(self.engine, expire_on_commit=False) as session,
+        ):
             await session.connection(execution_options={"chatops_write": True})
             try:
                 yield session

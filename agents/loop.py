@@ -279,13 +279,7 @@ class RunLoop:
 
     async def _wait(self, reason: str) -> None:
         async with self.rt.db.write() as session:
-            await runs.release(
-                session=session,
-                run_id=self.run_id,
-                worker_id=self.rt.worker_id,
-                status=RunStatus.waiting,
-                wait_reason=reason[:255],
-            )
+            await gate.wait(session=session, run_id=self.run_id, worker_id=self.rt.worker_id, reason=reason)
         await self.rt.reporter.run_progressed(self.run_id)
 
     async def _finish(

@@ -11,11 +11,9 @@ from __future__ import annotations
 import os
 import re
 import signal
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import psycopg
-import pytest
 from fakes import FakeModel, FakeSlack, wait_until
 from fakes import slack_events as ev
 
@@ -23,7 +21,6 @@ from scenarios.faults_support import (
     Outside,
     Processes,
     environment,
-    fresh_database,
     libpq,
     outside,
     quoted,
@@ -31,19 +28,6 @@ from scenarios.faults_support import (
 )
 from storage.models import FINAL_STATUSES, ActionReceipt, RunStatus, StepKind, StepStatus, Ticket
 from storage.runs import PENDING
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as procs:
-        yield procs
-
-
-@pytest.fixture
-async def pg_database() -> AsyncIterator[str]:
-    async with fresh_database() as url:
-        yield url
-
 
 STEPS = """
 [[agents]]

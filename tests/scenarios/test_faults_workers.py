@@ -9,10 +9,8 @@ database are checked from the outside.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
-import pytest
 from fakes import FakeModel, FakeSlack, wait_until
 from sqlmodel import col, func, select
 
@@ -20,26 +18,12 @@ from scenarios.faults_support import (
     Outside,
     Processes,
     environment,
-    fresh_database,
     outside,
     quoted,
 )
 from storage.models import FINAL_STATUSES, RequestBase, Run, RunStatus, StepKind, StepStatus
 from storage.requests import create_request
 from storage.runs import PENDING
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as procs:
-        yield procs
-
-
-@pytest.fixture
-async def pg_database() -> AsyncIterator[str]:
-    async with fresh_database() as url:
-        yield url
-
 
 RUNS = 200
 

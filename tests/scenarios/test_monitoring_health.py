@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +27,6 @@ from scenarios.faults_support import (
     Outside,
     Processes,
     environment,
-    fresh_database,
     libpq,
     outside,
     postgres_url,
@@ -36,18 +34,6 @@ from scenarios.faults_support import (
 )
 from storage.models import FINAL_STATUSES, Run, RunStatus, Step, StepKind, StepStatus
 from storage.runs import PENDING
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as procs:
-        yield procs
-
-
-@pytest.fixture
-async def pg_database() -> AsyncIterator[str]:
-    async with fresh_database() as url:
-        yield url
 
 
 async def _exited(proc: ChatopsProcess) -> AssertionError:

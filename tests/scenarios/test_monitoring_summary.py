@@ -8,13 +8,11 @@ zone where "the day" is not the UTC day, with runs just outside it on either sid
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-import pytest
 from fakes import slack_events as ev
 from fakes import wait_until
 from sqlmodel import col, func, select
@@ -27,13 +25,6 @@ from scenarios.faults_support import (
 )
 from storage.clock import set_clock
 from storage.models import ACTIVE_STATUSES, Approval, ApprovalStatus, Run, RunStatus, SummaryPost
-
-
-@pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as procs:
-        yield procs
-
 
 DAY = date(2030, 3, 14)
 TZ = ZoneInfo("Asia/Tokyo")  # the day runs from 15:00 UTC on the 13th to 15:00 UTC on the 14th

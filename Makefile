@@ -67,3 +67,15 @@ clean:
 	@if [ -d .pgdata ]; then $(PG) destroy || true; fi
 	rm -rf $(VENV) build *.egg-info .pytest_cache .mypy_cache .ruff_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +
+
+# Benchmarks (bench/, results in docs/benchmarks.md): each script is bounded in time, talks
+# only to 127.0.0.1 and prints its tables; the PostgreSQL ones use the throwaway cluster.
+#   make bench                run the benchmarks (about 10 minutes) and print their tables
+.PHONY: bench
+bench: venv
+	$(BIN)/python bench/ack_latency.py
+	$(BIN)/python bench/orchestration.py
+	$(BIN)/python bench/concurrency.py
+	$(BIN)/python bench/slack_economy.py
+	$(BIN)/python bench/growth.py
+	$(BIN)/python bench/scale_out.py

@@ -97,7 +97,7 @@ class Intake:
         `app_mention` and `message` both count as seen.
         """
         key = f"message:{m.team_id}:{m.channel_id}:{m.ts}"
-        async with self.db.write() as session:
+        async with self.db.write(urgent=True) as session:
             return await requests.record_delivery(session=session, key=key, kind="command")
 
     async def accept(self, m: Incoming, *, agent: str, kind: str) -> Accepted | None:
@@ -117,7 +117,7 @@ class Intake:
             agent=agent,
             requester_role=role,
         )
-        async with self.db.write() as session:
+        async with self.db.write(urgent=True) as session:
             if m.delivery and not await requests.record_delivery(session=session, key=m.delivery, kind=m.via):
                 return None  # Slack retried a delivery we already took
             created = await requests.create_request(session=session, request=request)

@@ -78,6 +78,10 @@ class Request(RequestBase, table=True):
     created_at: datetime = Field(default_factory=now)
 
 
+# Finished runs matching this still owe their thread an outcome reply or an undo report.
+UNDELIVERED = "outcome_ts IS NULL OR (undone_by IS NOT NULL AND undo_ts IS NULL)"
+
+
 class Run(SQLModel, table=True):
     """One execution of an agent for a request."""
 
@@ -87,6 +91,18 @@ class Run(SQLModel, table=True):
         Index("ix_runs_thread", "team_id", "channel_id", "thread_ts"),
         Index("ix_runs_agent_created", "agent", "created_at"),
         Index("ix_runs_created", "created_at"),
+        # A channel's runs in id order: the newest one without sorting them (channel-level undo).
+        Index("ix_runs_channel", "team_id", "channel_id"),
+        # The watchdog's windows.
+        Index("ix_runs_finished", "finished_at"),
+        # The few runs whose outcome or undo report is still to be delivered (housekeeping
+        # looks for them every 30 s). The condition is the query's, word for word.
+        Index(
+            "ix_runs_undelivered",
+            "id",
+            sqlite_where=text(UNDELIVERED),
+            postgresql_where=text(UNDELIVERED),
+        ),
     )
     id: int | None = Field(default=None, primary_key=True)
     request_id: int = Field(foreign_key="requests.id", index=True)
@@ -126,7 +142,10 @@ class Step(SQLModel, table=True):
     """
 
     __tablename__ = "steps"
-    __table_args__ = (UniqueConstraint("run_id", "seq", name="uq_step_seq"),)
+    __table_args__ = (
+        UniqueConstraint("run_id", "seq", name="uq_step_seq"),
+        Index("ix_steps_started", "started_at"),  # the watchdog's window of model failures
+    )
     id: int | None = Field(default=None, primary_key=True)
     run_id: int = Field(foreign_key="runs.id", index=True)
     seq: int

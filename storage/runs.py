@@ -215,6 +215,7 @@ def _message_column(field: str) -> Any:
 
 async def finished_without_outcome(*, session: AsyncSession, limit: int = 50) -> list[int]:
     """Finished runs whose outcome reply (or undo report) has not been delivered yet."""
+    # The condition of the partial index ix_runs_undelivered (models.UNDELIVERED).
     undelivered = col(Run.outcome_ts).is_(None) | (
         col(Run.undone_by).is_not(None) & col(Run.undo_ts).is_(None)
     )

@@ -261,7 +261,7 @@ async def test_undo_of_a_run_in_flight_stops_it_at_its_next_step_then_reverses_i
     assert run.status == RunStatus.running
 
     await say(desk, "undo", thread_ts=ts)
-    answer = await reply_saying(desk, "C1", ts, f"Undoing run #{run.id}")
+    answer = await reply_saying(desk, "C1", ts, f"Undoing run #{run.id}:")  # not the status message
     assert "next step" in answer.text
     model.release()
     run = await undone(desk, run.id)

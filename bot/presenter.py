@@ -2,8 +2,11 @@
 
 The presenter implements `agents.ports.Reporter`. It renders from storage, never
 from what it was told, so any process can refresh any run and the message always
-shows the journal. Edits are coalesced to one per `edit_interval` per run; the
-outcome is always delivered (a failed post is retried by `redeliver`).
+shows the journal. A status message is never edited within `edit_interval` of its
+post or previous edit, whoever asks (Slack allows about one edit per second in a
+thread); the edits in between are coalesced. The outcome is always delivered (a failed
+post is retried by `redeliver`). At most two announcements are in flight, so a burst of
+requests does not crowd the event loop the acks run on.
 """
 
 from __future__ import annotations
@@ -12,7 +15,9 @@ import asyncio
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
+from typing import TypeVar
 
 from bot.approval_messages import ApprovalMessages, is_ts
 from bot.render import Message, escape, render
@@ -23,6 +28,10 @@ from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus
 from storage.runs import PENDING
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+ANNOUNCING = 2
+"""Announcements in flight at once; the others wait their turn as idle coroutines."""
 
 OFFLINE = "offline planner"
 HEADERS = {
@@ -146,13 +155,17 @@ class Presenter:
         self._pending: dict[int, asyncio.Task[None]] = {}
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Task[None]] = set()
+        self._announcing = asyncio.Semaphore(ANNOUNCING)
         self.approvals = ApprovalMessages(db, surface)
         self._stale: set[int] = set()  # runs whose last status edit Slack refused
 
     # Reporter -----------------------------------------------------------------
 
     async def run_started(self, run_id: int) -> None:
-        await self._safely(self._refresh(run_id))
+        """Post the status message (and a slash command's thread) now; edit an existing one
+        when an edit is allowed, without holding up the worker until then."""
+        if await self._safely(self._refresh(run_id, only_open=True)) is None:
+            await self.run_progressed(run_id)
 
     async def run_progressed(self, run_id: int) -> None:
         if run_id in self._pending:
@@ -161,18 +174,32 @@ class Presenter:
         self._pending[run_id] = asyncio.create_task(self._delayed_refresh(run_id, max(wait, 0.0)))
 
     async def run_finished(self, run_id: int) -> None:
+        """Show the final state, then the outcome reply, without holding up the worker.
+
+        The final edit waits until an edit is allowed (see `_refresh`), so both are made in
+        the background; the outcome always comes after the status message in the thread.
+        `redeliver` delivers any outcome this process did not get to.
+        """
         pending = self._pending.pop(run_id, None)
         if pending is not None:
-            pending.cancel()
-        await self._safely(self._refresh(run_id))
-        await self._safely(self._deliver_outcome(run_id))
-        self._forget(run_id)
+            pending.cancel()  # still sleeping: the final refresh renders the final state
+        self._spawn(self._finish(run_id))
+
+    async def _finish(self, run_id: int) -> None:
+        try:
+            view = await self._safely(self._refresh(run_id))
+            await self._safely(self._deliver_outcome(run_id, view))
+        finally:
+            self._forget(run_id)
 
     # Intake -------------------------------------------------------------------
 
     def announce(self, run_id: int) -> None:
         """Post the run's first message soon, without holding up the caller (the ack)."""
-        task = asyncio.create_task(self._safely(self._refresh(run_id)))
+        self._spawn(self._announce(run_id))
+
+    def _spawn(self, work: Coroutine[object, object, None]) -> None:
+        task = asyncio.create_task(work)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
@@ -182,8 +209,8 @@ class Presenter:
             ids = await runs.finished_without_outcome(session=session)
             approval_ids = await approvals.unposted_approvals(session=session)
         for run_id in ids:
-            await self._safely(self._refresh(run_id))
-            await self._safely(self._deliver_outcome(run_id))
+            view = await self._safely(self._refresh(run_id))
+            await self._safely(self._deliver_outcome(run_id, view))
         for approval_id in approval_ids:
             await self._safely(self.approvals.post(approval_id))
         stale = list(self._stale)
@@ -197,6 +224,10 @@ class Presenter:
             await asyncio.gather(*self._pending.values(), *self._background, return_exceptions=True)
 
     # Internals ----------------------------------------------------------------
+
+    async def _announce(self, run_id: int) -> None:
+        async with self._announcing:
+            await self._safely(self._refresh(run_id, only_open=True))
 
     async def _delayed_refresh(self, run_id: int, delay: float) -> None:
         try:
@@ -233,20 +264,42 @@ class Presenter:
             pausable=view.active and view.run.status != RunStatus.waiting,
         )
 
-    async def _refresh(self, run_id: int) -> None:
+    async def _refresh(self, run_id: int, *, only_open: bool = False) -> RunView | None:
+        """Post or edit the run's status message; returns the view it showed, or None.
+
+        Under the run's lock, it first waits out what is left of `edit_interval` since the
+        message was last posted or edited: every path (progress, finish, announcement) goes
+        through here, so no message is edited twice within the interval. It loads after
+        the wait, so the edit shows the latest state, and the view it returns is current.
+        None: no such run, or another process is posting the status message (and, for a
+        slash command, may be moving the run to a new thread). Raises if Slack refuses.
+        `only_open`: post the message if it does not exist yet, never edit it nor wait;
+        returns None when it did not post (an announcement may come after the run has
+        finished and been forgotten; a worker starting the run must not wait to edit).
+        """
         async with self._locks[run_id]:
+            if only_open and run_id in self._last_edit:
+                return None  # this process already showed it
+            last = self._last_edit.get(run_id)
+            if last is not None:
+                wait = last + self.edit_interval - time.monotonic()
+                if wait > 0:
+                    await asyncio.sleep(wait)
             view = await self._load(run_id)
             if view is None:
-                return
+                return None
             run = view.run
             if run.status_ts == PENDING:
-                return  # another process is posting the first message
+                return None  # another process is posting the first message
             if run.status_ts is None:
-                await self._open(view)
+                if not await self._open(view):
+                    return None
+            elif only_open:
+                return None
             else:
                 message = self._status_message(view)
                 if self._last_text.get(run_id) == message.text:
-                    return
+                    return view
                 try:
                     await self.surface.update(
                         channel=run.channel_id, ts=run.status_ts, text=message.text, blocks=message.blocks
@@ -257,14 +310,15 @@ class Presenter:
                 self._last_text[run_id] = message.text
                 self._stale.discard(run_id)
             self._last_edit[run_id] = time.monotonic()
+            return view
 
-    async def _open(self, view: RunView) -> None:
-        """Post the status message (claimed, so only one process posts it)."""
+    async def _open(self, view: RunView) -> bool:
+        """Post the status message (claimed, so only one process posts it); False if another did."""
         run, request = view.run, view.request
         assert run.id is not None
         async with self.db.write() as session:
             if not await runs.claim_message(session=session, run_id=run.id, field="status_ts"):
-                return
+                return False
         try:
             thread_ts = run.thread_ts
             if request.kind == "command" and not is_ts(thread_ts):
@@ -286,11 +340,17 @@ class Presenter:
             raise
         async with self.db.write() as session:
             await runs.set_message_ts(session=session, run_id=run.id, field="status_ts", ts=ts)
+        run.status_ts = ts
         self._last_text[run.id] = message.text
+        return True
 
-    async def _deliver_outcome(self, run_id: int) -> None:
-        """The outcome reply, exactly once; for an undone run, the undo report, exactly once."""
-        view = await self._load(run_id)
+    async def _deliver_outcome(self, run_id: int, view: RunView | None = None) -> None:
+        """The outcome reply, exactly once; for an undone run, the undo report, exactly once.
+
+        `view`: the run as `_refresh` just loaded it, final (saves loading it again).
+        """
+        if view is None:
+            view = await self._load(run_id)
         if view is None or view.run.status not in FINAL_REACTION or not is_ts(view.run.thread_ts):
             return
         field = "undo_ts" if view.run.undone_by else "outcome_ts"
@@ -382,13 +442,15 @@ class Presenter:
         except Exception as e:  # broad on purpose: a reaction is decoration
             log.warning("reaction %s on run #%s failed: %s", name, run.id, e)
 
-    async def _safely(self, work: object) -> None:
+    async def _safely(self, work: Awaitable[T]) -> T | None:
+        """`work`'s result, or None when it failed (logged)."""
         try:
-            await work  # type: ignore[misc]
+            return await work
         except asyncio.CancelledError:
             raise
         except Exception:  # broad on purpose: presenting never breaks the runtime
             log.exception("presenting a run failed")
+            return None
 
     def _forget(self, run_id: int) -> None:
         for d in (self._last_edit, self._last_text):

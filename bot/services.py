@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -21,6 +23,8 @@ from bot.summary import Summaries
 from bot.surface import Surface
 from bot.watchdog import SlackHealth, Watchdog
 from storage.engine import Database
+
+CLOSE_GRACE = 5.0  # seconds for the presenter to finish what it is showing when the process stops
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +46,12 @@ class Services:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
-        """Close what the services hold open: the model client, the database."""
+        """Close what the services hold open: the model client, the database.
+
+        Outcomes still being shown get a few seconds; the next start's sweep delivers the rest.
+        """
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.presenter.drain(), CLOSE_GRACE)
         for closer in self.closers:
             await closer()
         await self.db.dispose()

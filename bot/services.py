@@ -116,4 +116,7 @@ def build_services(
     )
     if close_model is not None:
         services.closers.append(close_model)
+    close_surface = getattr(surface, "close", None)
+    if close_surface is not None:
+        services.closers.append(close_surface)
     return services

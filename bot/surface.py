@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncConnectionErrorRetryHandler,
@@ -96,8 +97,24 @@ class SlackSurface:
         self.client = client
         self.on_failure = on_failure or (lambda: None)
         self._users: dict[str, UserInfo] = {}
+        self._session: aiohttp.ClientSession | None = None
+
+    def _keep_alive(self) -> None:
+        """One HTTP session for every call, kept alive: without one, slack_sdk opens a new
+        session (a new TCP and TLS connection) for each call and closes it after."""
+        if self.client.session is None:
+            self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.client.timeout))
+            self.client.session = self._session
+
+    async def close(self) -> None:
+        if self._session is not None:
+            if self.client.session is self._session:
+                self.client.session = None
+            await self._session.close()
+            self._session = None
 
     async def _call(self, method: str, call: Awaitable[Any]) -> Any:
+        self._keep_alive()  # before `call` starts: it takes the client's session when it does
         try:
             response = await call
         except SlackApiError as e:

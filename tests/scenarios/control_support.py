@@ -235,12 +235,20 @@ def ephemerals_to(desk: Any, user: str) -> list[Message]:
         return [m for m in desk.slack.ephemerals if m.user == user]
 
 
-async def approval_message(desk: Any, channel: str, thread_ts: str) -> Message:
-    """The pending Approve/Deny message in a thread."""
+async def approval_message(
+    desk: Any, channel: str, thread_ts: str, *, after: Message | None = None
+) -> Message:
+    """The pending Approve/Deny message in a thread (posted after `after`, if given: the
+    buttons of a message just clicked stay until its edit lands)."""
 
     def find() -> Message | None:
         return next(
-            (m for m in desk.slack.thread(channel, thread_ts) if "chatops_approve" in m.action_ids()), None
+            (
+                m
+                for m in desk.slack.thread(channel, thread_ts)
+                if "chatops_approve" in m.action_ids() and (after is None or float(m.ts) > float(after.ts))
+            ),
+            None,
         )
 
     return await wait_until(

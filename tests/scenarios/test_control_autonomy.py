@@ -60,7 +60,7 @@ async def test_an_approve_agent_asks_before_every_side_effect_but_not_to_look(st
     assert lines(notes) == []
 
     await click(desk, "chatops_approve", str(approval.id), message=first)
-    second = await approval_message(desk, "C1", ts)
+    second = await approval_message(desk, "C1", ts, after=first)
     assert second.ts != first.ts
     _, pending = await approvals(desk)
     assert pending.action == "ticket_create" and pending.status == ApprovalStatus.pending

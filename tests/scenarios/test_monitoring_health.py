@@ -192,6 +192,18 @@ async def test_metrics_count_what_happened(
         runs = await seen.runs()
         steps = await seen.rows(Step)
         action_steps = await seen.rows(Step, col(Step.kind) == StepKind.action)
+
+        async def slack_calls_counted() -> bool:
+            # The presenter may still be finishing a status edit in the background: its call
+            # reaches the fake Slack a moment before the server counts its answer.
+            m = _samples((await proc.get("/metrics"))[1])
+            return all(
+                m.get(("chatops_slack_api_calls_total", (("method", method), ("outcome", "ok"))), 0.0)
+                == len(fake_slack.calls_to(method, ok=True))
+                for method in ("chat.postMessage", "chat.update", "reactions.add")
+            )
+
+        await wait_until(slack_calls_counted, 15, message="the Slack calls to be counted")
         status, text = await proc.get("/metrics")
     assert status == 200
     m = _samples(text)

@@ -46,6 +46,7 @@ from sqlalchemy import event
 from sqlmodel import col, func, select
 
 from agents.config import parse_config
+from bot.runner import settle_memory
 from bot.services import build_services
 from bot.surface import SlackSurface, make_client
 from storage.models import FINAL_STATUSES, RequestBase, Run
@@ -100,6 +101,7 @@ async def one_config(
         statements[0] += 1
 
     event.listen(services.db.engine.sync_engine, "before_cursor_execute", seen)
+    settle_memory()  # as `chatops serve` and `chatops worker` do once started
     before = rss_mb()
     cpu0 = cpu_seconds()
     stats0 = model.stats()

@@ -70,7 +70,7 @@ clean:
 
 # Benchmarks (bench/, results in docs/benchmarks.md): each script is bounded in time, talks
 # only to 127.0.0.1 and prints its tables; the PostgreSQL ones use the throwaway cluster.
-#   make bench                run the benchmarks (about 10 minutes) and print their tables
+#   make bench                run the benchmarks (about 7 minutes) and print their tables
 .PHONY: bench
 bench: venv
 	$(BIN)/python bench/ack_latency.py

@@ -208,7 +208,7 @@ class InlineSQLiteConnection(aiosqlite.Connection):
     nothing here waits inside SQLite: in WAL mode readers never wait for the writer, the
     writers of this process queue on `Database.write`'s lock, and the write lock of another
     process is waited for outside SQLite, with `asyncio.sleep` (busy_timeout is 0; see
-    `_begin_immediate`). Commits do not fsync (synchronous=NORMAL).
+    `_retrying`). Commits do not fsync (synchronous=NORMAL).
     """
 
     def __init__(self, connector: Callable[[], sqlite3.Connection]) -> None:

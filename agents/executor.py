@@ -82,16 +82,18 @@ class Executor:
         busy: str | None = None
         async with self.rt.db.write() as session:
             stop = await gate.stop(
-                session=session, run_id=self.run_id, agent=self.agent, worker_id=self.rt.worker_id
+                session=session,
+                run_id=self.run_id,
+                agent=self.agent,
+                worker_id=self.rt.worker_id,
+                lease=self.rt.lease,
             )
             if stop is None and resource:
                 busy = await self._lock(session, resource)
-            if stop is None and busy is None:
-                step = await journal.begin_step(
+            if stop is None and busy is None:  # the lease was renewed by gate.stop, in this transaction
+                step = await journal.add_step(
                     session=session,
                     run_id=self.run_id,
-                    worker_id=self.rt.worker_id,
-                    lease=self.rt.lease,
                     kind=StepKind.action,
                     name=action.name,
                     tool_call_id=call.id,
@@ -181,7 +183,11 @@ class Executor:
             )
             if approval is None:
                 stop = await gate.stop(
-                    session=session, run_id=self.run_id, agent=self.agent, worker_id=self.rt.worker_id
+                    session=session,
+                    run_id=self.run_id,
+                    agent=self.agent,
+                    worker_id=self.rt.worker_id,
+                    lease=self.rt.lease,
                 )
             if approval is None and stop is None:
                 hours = self.rt.config.control.approval_timeout_hours

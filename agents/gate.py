@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import controls, runs
@@ -53,18 +55,22 @@ class Denied(Interrupted):
         self.action = action
 
 
-async def stop(*, session: AsyncSession, run_id: int, agent: str, worker_id: str) -> Interrupted | None:
+async def stop(
+    *, session: AsyncSession, run_id: int, agent: str, worker_id: str, lease: timedelta
+) -> Interrupted | None:
     """Why the run may not take its next step, or None.
 
-    Called inside the transaction that journals the step's intent, so a pause
+    Fenced: renews this worker's lease (raises LeaseLost if another worker has the run),
+    so a step journaled after it in the same transaction may use `journal.add_step`.
+    Called inside the transaction that journals the step's intent, so a pause or an undo
     recorded before that transaction stops the step. A paused run starts waiting in
     this same transaction: a resume committed just after it always finds the run
     waiting, so nothing can leave it stuck. (An undo keeps the lease: this worker
     reverses the run next.)
     """
-    run = await runs.get_run(session=session, run_id=run_id)
-    if run is not None and run.undone_by:
-        return UndoRequested(run.undone_by)
+    undone_by = await runs.renew_lease(session=session, run_id=run_id, worker_id=worker_id, lease=lease)
+    if undone_by:
+        return UndoRequested(undone_by)
     pause = await controls.paused_scope(session=session, agent=agent)
     if pause is not None:
         paused = Paused(pause.scope)

@@ -124,14 +124,16 @@ class RunLoop:
     ) -> Turn | None:
         async with self.rt.db.write() as session:
             stop = await gate.stop(
-                session=session, run_id=self.run_id, agent=self.agent.name, worker_id=self.rt.worker_id
+                session=session,
+                run_id=self.run_id,
+                agent=self.agent.name,
+                worker_id=self.rt.worker_id,
+                lease=self.rt.lease,
             )
-            if stop is None:
-                step = await journal.begin_step(
+            if stop is None:  # the lease was renewed by gate.stop, in this transaction
+                step = await journal.add_step(
                     session=session,
                     run_id=self.run_id,
-                    worker_id=self.rt.worker_id,
-                    lease=self.rt.lease,
                     kind=StepKind.model,
                     name=planner.label,
                 )
@@ -209,6 +211,7 @@ class RunLoop:
                         run_id=self.run_id,
                         agent=self.agent.name,
                         worker_id=self.rt.worker_id,
+                        lease=self.rt.lease,
                     )
                 if stop is not None:
                     raise stop

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -13,9 +14,14 @@ ALL = "*"
 
 async def paused_scope(*, session: AsyncSession, agent: str) -> Control | None:
     """The pause that stops `agent` (everything first, then the agent itself), or None."""
-    stmt = select(Control).where(col(Control.scope).in_([ALL, agent]), Control.paused)
-    rows = {c.scope: c for c in (await session.exec(stmt)).all()}
+    conn = await session.connection()  # Core: every step asks this, and the rows are only read
+    rows = {r.scope: Control(**r._mapping) for r in await conn.execute(_PAUSED, {"p_scopes": [ALL, agent]})}
     return rows.get(ALL) or rows.get(agent)
+
+
+_PAUSED = select(*Control.__table__.columns).where(  # type: ignore[attr-defined]
+    col(Control.scope).in_(bindparam("p_scopes", expanding=True)), col(Control.paused)
+)
 
 
 async def set_paused(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -26,18 +26,47 @@ async def begin_step(
 ) -> Step:
     """Journal an intent. Fenced: raises LeaseLost unless this worker still owns the run."""
     await renew_lease(session=session, run_id=run_id, worker_id=worker_id, lease=lease)
-    last = (await session.exec(select(func.max(Step.seq)).where(Step.run_id == run_id))).one()
-    step = Step(run_id=run_id, seq=(last or 0) + 1, kind=kind, name=name, **fields)
-    session.add(step)
-    await session.flush()
+    return await add_step(session=session, run_id=run_id, kind=kind, name=name, **fields)
+
+
+async def add_step(*, session: AsyncSession, run_id: int, kind: StepKind, name: str, **fields: Any) -> Step:
+    """Journal a step as the run's next one, unfenced: the caller renewed the lease in this
+    transaction (`gate.stop` does). Returns the step as written (not in the session).
+
+    One INSERT that numbers the step itself (the next `seq` is a subquery) and returns its
+    id: no `max(seq)` round trip and no ORM flush, on the path every step takes.
+    """
+    step = Step(run_id=run_id, seq=0, kind=kind, name=name, **fields)
+    params = {c: getattr(step, c) for c in _INSERTED}
+    params["next_seq_run_id"] = run_id
+    conn = await session.connection()
+    step.id, step.seq = (await conn.execute(_INSERT_STEP, params)).one()
     return step
 
 
-async def finish_step(*, session: AsyncSession, step_id: int, status: StepStatus, **fields: Any) -> None:
-    """Journal the result of a step (and, for actions, how to reverse it)."""
-    await session.exec(
-        update(Step).where(col(Step.id) == step_id).values(status=status, finished_at=now(), **fields)
+_INSERTED = [c.name for c in Step.__table__.columns if c.name not in ("id", "seq")]  # type: ignore[attr-defined]
+_INSERT_STEP = (
+    insert(Step)
+    .values(
+        seq=select(func.coalesce(func.max(Step.seq), 0) + 1)
+        .where(col(Step.run_id) == bindparam("next_seq_run_id"))
+        .scalar_subquery()
     )
+    .returning(col(Step.id), col(Step.seq))
+)
+
+
+async def finish_step(*, session: AsyncSession, step_id: int, status: StepStatus, **fields: Any) -> None:
+    """Journal the result of a step (and, for actions, how to reverse it).
+
+    A Core UPDATE (the SET clause is the parameters given): steps are never held in a
+    session, so the ORM's bookkeeping for an UPDATE would be cost without use.
+    """
+    conn = await session.connection()
+    await conn.execute(_FINISH_STEP, {"status": status, "finished_at": now(), **fields, "p_step": step_id})
+
+
+_FINISH_STEP = update(Step).where(col(Step.id) == bindparam("p_step"))
 
 
 async def record_step(
@@ -56,11 +85,10 @@ async def record_step(
     Fenced like `begin_step`: raises LeaseLost unless this worker still owns the run.
     """
     await renew_lease(session=session, run_id=run_id, worker_id=worker_id, lease=lease)
-    last = (await session.exec(select(func.max(Step.seq)).where(Step.run_id == run_id))).one()
     t = now()
-    step = Step(
+    return await add_step(
+        session=session,
         run_id=run_id,
-        seq=(last or 0) + 1,
         kind=kind,
         name=name,
         status=status,
@@ -68,9 +96,6 @@ async def record_step(
         finished_at=t,
         **fields,
     )
-    session.add(step)
-    await session.flush()
-    return step
 
 
 async def settle_intents(*, session: AsyncSession, run_id: int, error: str) -> int:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, or_, update
+from sqlalchemy import and_, bindparam, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -78,17 +78,31 @@ async def claim_runs(
     return sorted((await session.exec(stmt)).scalars().all())
 
 
-async def renew_lease(*, session: AsyncSession, run_id: int, worker_id: str, lease: timedelta) -> None:
-    """Extend this worker's lease; raise LeaseLost if another worker has the run."""
+async def renew_lease(*, session: AsyncSession, run_id: int, worker_id: str, lease: timedelta) -> str | None:
+    """Extend this worker's lease; raise LeaseLost if another worker has the run.
+
+    Returns who asked for the run to be undone, if anyone (`gate.stop` reads it here
+    instead of loading the run: every step takes this path).
+    """
     t = now()
-    stmt = (
-        update(Run)
-        .where(col(Run.id) == run_id, col(Run.worker_id) == worker_id, col(Run.status) == RunStatus.running)
-        .values(lease_expires_at=t + lease, updated_at=t)
-    )
-    result = await session.exec(stmt)
-    if not result.rowcount:
+    conn = await session.connection()
+    params = {"p_run": run_id, "p_worker": worker_id, "p_expires": t + lease, "p_now": t}
+    row = (await conn.execute(_RENEW_LEASE, params)).first()
+    if row is None:
         raise LeaseLost(run_id, worker_id)
+    return row[0]
+
+
+_RENEW_LEASE = (
+    update(Run)
+    .where(
+        col(Run.id) == bindparam("p_run"),
+        col(Run.worker_id) == bindparam("p_worker"),
+        col(Run.status) == RunStatus.running,
+    )
+    .values(lease_expires_at=bindparam("p_expires"), updated_at=bindparam("p_now"))
+    .returning(col(Run.undone_by))
+)
 
 
 async def renew_leases(
@@ -147,14 +161,19 @@ async def release(
 async def add_usage(
     *, session: AsyncSession, run_id: int, prompt_tokens: int, completion_tokens: int
 ) -> None:
-    await session.exec(
-        update(Run)
-        .where(col(Run.id) == run_id)
-        .values(
-            prompt_tokens=Run.prompt_tokens + prompt_tokens,
-            completion_tokens=Run.completion_tokens + completion_tokens,
-        )
+    conn = await session.connection()
+    params = {"p_run": run_id, "p_prompt": prompt_tokens, "p_completion": completion_tokens}
+    await conn.execute(_ADD_USAGE, params)
+
+
+_ADD_USAGE = (
+    update(Run)
+    .where(col(Run.id) == bindparam("p_run"))
+    .values(
+        prompt_tokens=col(Run.prompt_tokens) + bindparam("p_prompt"),
+        completion_tokens=col(Run.completion_tokens) + bindparam("p_completion"),
     )
+)
 
 
 async def set_planner(*, session: AsyncSession, run_id: int, planner: str) -> None:

@@ -47,6 +47,18 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 
 
 @pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    """A real, migrated SQLite database file for one test (tests/storage/test_postgres.py
+    has its own, on PostgreSQL)."""
+    database = Database(f"sqlite:///{tmp_path / 'chatops.db'}")
+    await database.migrate()
+    try:
+        yield database
+    finally:
+        await database.dispose()
+
+
+@pytest.fixture
 def fake_slack() -> Iterator[FakeSlack]:
     """Slack's Web API on loopback; U1 and U2 are full members of the workspace."""
     slack = FakeSlack()

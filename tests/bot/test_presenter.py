@@ -11,22 +11,21 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
 from fakes import FakeSlack
 from fakes.loopback import Reply
+from storage_rows import new_run
 
 from bot.presenter import Presenter, RunView
 from bot.surface import SlackSurface, make_client
 from storage import journal, runs
 from storage.engine import Database
-from storage.models import RequestBase, Run, RunStatus, StepKind, StepStatus
-from storage.requests import create_request
+from storage.models import Run, RunStatus, StepKind, StepStatus
 
 EDIT_INTERVAL = 0.3
 EARLY = 0.002
@@ -35,8 +34,6 @@ WORKER = "w1"
 LEASE = timedelta(seconds=30)
 DONE = 60.0
 """Generous: how long the presenter may take to settle on a loaded machine."""
-
-_ts = itertools.count(1)
 
 
 class TimedSlack(FakeSlack):
@@ -70,16 +67,6 @@ class TimedSlack(FakeSlack):
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = Database(f"sqlite:///{tmp_path / 'chatops.db'}")
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.dispose()
-
-
-@pytest.fixture
 def slack() -> Iterator[TimedSlack]:
     with TimedSlack() as fake:
         yield fake
@@ -88,25 +75,6 @@ def slack() -> Iterator[TimedSlack]:
 def presenter_for(db: Database, slack: FakeSlack, *, edit_interval: float = EDIT_INTERVAL) -> Presenter:
     surface = SlackSurface(make_client("xoxb-test", slack.url))
     return Presenter(db, surface, edit_interval=edit_interval)
-
-
-async def new_run(db: Database) -> int:
-    """A mention in C1 and its queued run."""
-    ts = f"1690000000.{next(_ts):06d}"
-    request = RequestBase(
-        kind="mention",
-        team_id="T1",
-        channel_id="C1",
-        user_id="U1",
-        ts=ts,
-        thread_ts=ts,
-        text="hi",
-        agent="ops",
-    )
-    async with db.write() as session:
-        created = await create_request(session=session, request=request)
-    assert created is not None and created[1].id is not None
-    return created[1].id
 
 
 async def start(db: Database) -> None:

@@ -1,24 +1,11 @@
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 
 import pytest
 from storage_rows import Clock
 
 from storage import clock
-from storage.engine import Database
-
-
-@pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    """A real, migrated SQLite database file for one test."""
-    database = Database(f"sqlite:///{tmp_path / 'chatops.db'}")
-    await database.migrate()
-    try:
-        yield database
-    finally:
-        await database.dispose()
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""Rows the storage tests start from, written through the real queries."""
+"""Rows the storage and presenter tests start from, written through the real queries."""
 
 from __future__ import annotations
 

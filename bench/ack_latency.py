@@ -58,6 +58,8 @@ from fakes.slack_api import BOT_USER_ID
 from fakes.slack_events import app_mention
 from slack_sdk.signature import SignatureVerifier
 
+from storage.engine import Database
+
 RETRY_EVERY = 50  # one delivery in 50 is a retry of an earlier one
 
 
@@ -260,6 +262,9 @@ async def main() -> None:
             "DATABASE_URL": db_path,
             **dict(kv.split("=", 1) for kv in args.env),
         }
+        migrated = Database(db_path, pooled=False)  # the release step: `serve` refuses an old schema
+        await migrated.migrate()
+        await migrated.dispose()
         chatops = Child(
             "chatops-serve",
             [

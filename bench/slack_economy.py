@@ -103,7 +103,7 @@ async def main() -> None:
             openai_base_url=model.url,
             chatops_model="bench-model",
         )
-        server = Server(s, host="127.0.0.1", port=0, scheduler=False)
+        server = Server(s, host="127.0.0.1", port=0, scheduler=False, migrate=True)
         await server.start()
         sender = SlackSender(f"http://127.0.0.1:{server.port}/slack/events", SIGNING_SECRET)
         try:

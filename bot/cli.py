@@ -54,10 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command == "run":
         if settings.slack_socket:
             print("chatops: Slack credentials found: connecting in Socket Mode.", file=sys.stderr)
-            return _run(runner.socket_mode(settings))
+            return _run(runner.socket_mode(settings, migrate=True))
         if settings.slack_http:
             print(f"chatops: Slack credentials found: serving HTTP on port {settings.port}.", file=sys.stderr)
-            return _run(runner.serve(settings, host="0.0.0.0", port=settings.port))
+            return _run(runner.serve(settings, host="0.0.0.0", port=settings.port, migrate=True))
         print(
             "chatops: no Slack credentials (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET): "
             "starting the local console.",

@@ -19,6 +19,7 @@ from bot.slack_app import build_app
 from bot.surface import SlackSurface, make_client
 from bot.watchdog import SlackHealth
 from storage.engine import Database
+from storage.schema import SchemaOutOfDate
 
 log = logging.getLogger("chatops")
 
@@ -26,10 +27,16 @@ log = logging.getLogger("chatops")
 async def migrate(settings: Settings) -> int:
     db = Database(settings.database_url, pooled=False)
     try:
+        before = await db.schema_revision()
         await db.migrate()
+        after = await db.schema_revision()
     finally:
         await db.dispose()
-    print(f"chatops: schema is up to date ({_safe_url(settings.database_url)}).")
+    where = _safe_url(settings.database_url)
+    if before == after:
+        print(f"chatops: the schema is up to date at revision {after} ({where}).")
+    else:
+        print(f"chatops: upgraded the schema from {before or 'nothing'} to revision {after} ({where}).")
     return 0
 
 
@@ -61,8 +68,11 @@ class Server:
         port: int = 3000,
         workers: bool = True,
         scheduler: bool = True,
+        migrate: bool = False,
     ) -> None:
         self.settings = settings
+        self.migrate = migrate
+        """Upgrade the schema first (`chatops run`); otherwise refuse a database behind head."""
         self.host = host
         self.port = port
         self.workers = workers
@@ -72,7 +82,8 @@ class Server:
         self._background: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        await self.services.db.migrate()
+        """Raises SchemaOutOfDate (before listening) when the database needs `chatops migrate`."""
+        await _prepare(self.services.db, migrate=self.migrate)
         secret = self.settings.slack_signing_secret
         app = build_web_app(
             self.services,
@@ -136,10 +147,20 @@ def settle_memory() -> None:
 
 
 async def serve(
-    settings: Settings, *, host: str, port: int, workers: bool = True, scheduler: bool = True
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: bool = True,
+    scheduler: bool = True,
+    migrate: bool = False,
 ) -> int:
-    server = Server(settings, host=host, port=port, workers=workers, scheduler=scheduler)
-    await server.start()
+    server = Server(settings, host=host, port=port, workers=workers, scheduler=scheduler, migrate=migrate)
+    try:
+        await server.start()
+    except SchemaOutOfDate as e:
+        await server.services.close()
+        return _refuse(e)
     settle_memory()
     try:
         await server.wait()
@@ -148,11 +169,15 @@ async def serve(
     return 0
 
 
-async def socket_mode(settings: Settings) -> int:
+async def socket_mode(settings: Settings, *, migrate: bool = False) -> int:
     from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 
     services, bolt = _slack(settings)
-    await services.db.migrate()
+    try:
+        await _prepare(services.db, migrate=migrate)
+    except SchemaOutOfDate as e:
+        await services.close()
+        return _refuse(e)
     assert settings.slack_app_token is not None
     handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
     await handler.connect_async()
@@ -168,7 +193,11 @@ async def socket_mode(settings: Settings) -> int:
 
 async def worker(settings: Settings) -> int:
     services, _ = _slack(settings)
-    await services.db.migrate()
+    try:
+        await services.db.check_schema()
+    except SchemaOutOfDate as e:
+        await services.close()
+        return _refuse(e)
     settle_memory()
     try:
         await _background(services, workers=True, scheduler=False)
@@ -183,16 +212,22 @@ async def summary(settings: Settings, *, day: date | None, force: bool) -> int:
         from bot.console import ConsoleSurface
 
         services = build_services(settings, ConsoleSurface())
-        await services.db.migrate()
+        try:
+            await services.db.check_schema()
+        except SchemaOutOfDate as e:
+            await services.close()
+            return _refuse(e)
         chosen = day or services.summaries.yesterday()
         message = services.summaries.render(await services.summaries.report(chosen), chosen)
         print(message.text)
         await services.close()
         return 0
     services, _ = _slack(settings)
-    await services.db.migrate()
     try:
+        await services.db.check_schema()
         print(f"chatops: {await services.summaries.post(day, force=force)}")
+    except SchemaOutOfDate as e:
+        return _refuse(e)
     finally:
         await services.close()
     return 0
@@ -218,6 +253,18 @@ async def _background(services: Services, *, workers: bool, scheduler: bool) -> 
         if jobs is not None:
             jobs.shutdown(wait=False)
             services.scheduler_running = False
+
+
+async def _prepare(db: Database, *, migrate: bool) -> None:
+    if migrate:
+        await db.migrate()
+    else:
+        await db.check_schema()
+
+
+def _refuse(e: SchemaOutOfDate) -> int:
+    print(f"chatops: {e}.", file=sys.stderr)
+    return 2
 
 
 def _safe_url(url: str) -> str:

@@ -27,14 +27,12 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 from sqlalchemy.util import await_
-from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import models  # noqa: F401  (registers the tables)
-from storage.models import Meta
-
-# 2: indexes for the periodic jobs (undelivered outcomes, the watchdog's windows, a channel's runs).
-SCHEMA_VERSION = "2"
+from storage import (
+    models,  # noqa: F401  (registers the tables)
+    schema,
+)
 
 # How long a write waits for another process's SQLite write lock before it fails.
 SQLITE_LOCK_TIMEOUT = 30.0
@@ -47,6 +45,17 @@ def async_url(url: str) -> str:
     if backend == "sqlite" and u.drivername != "sqlite+aiosqlite":
         u = u.set(drivername="sqlite+aiosqlite")
     elif backend == "postgresql" and u.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        u = u.set(drivername="postgresql+psycopg")
+    return u.render_as_string(hide_password=False)
+
+
+def sync_url(url: str) -> str:
+    """The same database through a synchronous driver (Alembic's command line)."""
+    u = make_url(url)
+    backend = u.get_backend_name()
+    if backend == "sqlite":
+        u = u.set(drivername="sqlite")
+    elif backend == "postgresql":
         u = u.set(drivername="postgresql+psycopg")
     return u.render_as_string(hide_password=False)
 
@@ -105,20 +114,47 @@ class Database:
         async with AsyncSession(self.engine, expire_on_commit=False) as session:
             yield session
 
-    async def migrate(self) -> None:
-        """Create missing tables and indexes and record the schema version (idempotent).
+    async def migrate(self, revision: str = "head") -> None:
+        """Upgrade the schema to the newest revision (Alembic), keeping every row.
 
-        `create_all` creates the indexes of the tables it creates; the loop after it adds
-        indexes introduced since an existing database was made.
+        `revision`: stop at an older one instead (tests of a later revision's upgrade).
+
+        One transaction: a failed upgrade leaves the database as it was. On SQLite, foreign
+        keys are off while it runs (a table is altered by copying it into a new one, which
+        they would forbid) and checked before they are turned back on.
         """
-        async with self.write() as session:
-            conn = await session.connection()
-            await conn.run_sync(_create_schema)
-            meta = await session.get(Meta, "schema_version")
-            if meta is None:
-                session.add(Meta(key="schema_version", value=SCHEMA_VERSION))
-            else:
-                meta.value = SCHEMA_VERSION
+        lock = self._lock
+        if lock is not None:
+            await lock.acquire(urgent=True)
+        try:
+            async with self.engine.connect() as conn:
+                if self.is_sqlite:
+                    await conn.run_sync(_sqlite_pragma, "PRAGMA foreign_keys=OFF")
+                try:
+                    writing = await conn.execution_options(chatops_write=True)
+                    await writing.run_sync(schema.upgrade, revision)
+                    await writing.commit()
+                    if self.is_sqlite:
+                        broken = await conn.run_sync(_sqlite_pragma, "PRAGMA foreign_key_check")
+                        if broken:
+                            raise RuntimeError(f"the upgrade broke foreign keys: {broken[:5]}")
+                finally:
+                    if self.is_sqlite:
+                        await conn.run_sync(_sqlite_pragma, "PRAGMA foreign_keys=ON")
+        finally:
+            if lock is not None:
+                lock.release()
+
+    async def schema_revision(self) -> str | None:
+        """The database's schema revision (None: no schema yet)."""
+        async with self.engine.connect() as conn:
+            return await conn.run_sync(schema.current)
+
+    async def check_schema(self) -> None:
+        """Raise SchemaOutOfDate unless the database is at the revision this code needs."""
+        revision = await self.schema_revision()
+        if revision != schema.head():
+            raise schema.SchemaOutOfDate(revision, schema.head())
 
     async def ping(self) -> bool:
         """True when the database answers a trivial query."""
@@ -135,11 +171,13 @@ class Database:
         await self.engine.dispose()
 
 
-def _create_schema(conn: Any) -> None:
-    SQLModel.metadata.create_all(conn)
-    for table in SQLModel.metadata.sorted_tables:
-        for index in table.indexes:
-            index.create(conn, checkfirst=True)
+def _sqlite_pragma(conn: Any, pragma: str) -> list[Any]:
+    """A PRAGMA on the raw SQLite connection, outside any transaction (where some are no-ops)."""
+    cursor = conn.connection.driver_connection.sqlite.execute(pragma)
+    try:
+        return cursor.fetchall()
+    finally:
+        cursor.close()
 
 
 class PriorityLock:

@@ -6,10 +6,21 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, Text, UniqueConstraint, text
+from sqlalchemy import JSON, Column, Identity, Index, Integer, Text, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 from storage.clock import now
+
+# Ids are never reused, not even after a delete (an undo deletes the ticket or comment it
+# made): SQLite would hand the largest id out again without AUTOINCREMENT, and a later
+# compensation keyed on that id would then reach another run's row.
+NEVER_REUSED = {"sqlite_autoincrement": True}
+
+
+def id_field() -> Any:
+    """An integer primary key that is never reused: AUTOINCREMENT on SQLite, an identity
+    column on PostgreSQL."""
+    return Field(default=None, sa_column=Column(Integer, Identity(), primary_key=True))
 
 
 class RunStatus(StrEnum):
@@ -73,8 +84,11 @@ class Request(RequestBase, table=True):
     """What a person asked. One Slack message is one request."""
 
     __tablename__ = "requests"
-    __table_args__ = (UniqueConstraint("team_id", "channel_id", "ts", name="uq_request_message"),)
-    id: int | None = Field(default=None, primary_key=True)
+    __table_args__ = (
+        UniqueConstraint("team_id", "channel_id", "ts", name="uq_request_message"),
+        NEVER_REUSED,
+    )
+    id: int | None = id_field()
     created_at: datetime = Field(default_factory=now)
 
 
@@ -103,8 +117,9 @@ class Run(SQLModel, table=True):
             sqlite_where=text(UNDELIVERED),
             postgresql_where=text(UNDELIVERED),
         ),
+        NEVER_REUSED,
     )
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = id_field()
     request_id: int = Field(foreign_key="requests.id", index=True)
     agent: str = Field(max_length=64)
     status: str = Field(default=RunStatus.queued, max_length=16)
@@ -145,8 +160,9 @@ class Step(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("run_id", "seq", name="uq_step_seq"),
         Index("ix_steps_started", "started_at"),  # the watchdog's window of model failures
+        NEVER_REUSED,
     )
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = id_field()
     run_id: int = Field(foreign_key="runs.id", index=True)
     seq: int
     kind: str = Field(max_length=16)
@@ -181,7 +197,8 @@ class TicketBase(SQLModel):
 
 class Ticket(TicketBase, table=True):
     __tablename__ = "tickets"
-    id: int | None = Field(default=None, primary_key=True)
+    __table_args__ = (NEVER_REUSED,)
+    id: int | None = id_field()
     run_id: int | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
@@ -189,7 +206,8 @@ class Ticket(TicketBase, table=True):
 
 class TicketComment(SQLModel, table=True):
     __tablename__ = "ticket_comments"
-    id: int | None = Field(default=None, primary_key=True)
+    __table_args__ = (NEVER_REUSED,)
+    id: int | None = id_field()
     ticket_id: int = Field(foreign_key="tickets.id", index=True)
     author: str | None = Field(default=None, max_length=64)
     text: str = Field(sa_column=Column(Text, nullable=False))
@@ -248,8 +266,9 @@ class Approval(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("run_id", "tool_call_id", name="uq_approval_call"),
         Index("ix_approvals_status_expires", "status", "expires_at"),
+        NEVER_REUSED,
     )
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = id_field()
     run_id: int = Field(foreign_key="runs.id", index=True)
     tool_call_id: str = Field(max_length=128)  # the call's key in its run ("<turn>.<index>")
     action: str = Field(max_length=128)
@@ -268,7 +287,8 @@ class AuditEvent(SQLModel, table=True):
     """Who did what, when: every control action and every refusal."""
 
     __tablename__ = "audit_events"
-    id: int | None = Field(default=None, primary_key=True)
+    __table_args__ = (NEVER_REUSED,)
+    id: int | None = id_field()
     at: datetime = Field(default_factory=now, index=True)
     actor: str = Field(max_length=64)  # a Slack user id, or "system"
     action: str = Field(max_length=32)  # pause, resume, undo, approve, deny, refused, ...
@@ -280,8 +300,11 @@ class SummaryPost(SQLModel, table=True):
     """One daily summary per date and channel, whatever the number of processes."""
 
     __tablename__ = "summary_posts"
-    __table_args__ = (UniqueConstraint("day", "channel_id", "attempt", name="uq_summary_day_channel"),)
-    id: int | None = Field(default=None, primary_key=True)
+    __table_args__ = (
+        UniqueConstraint("day", "channel_id", "attempt", name="uq_summary_day_channel"),
+        NEVER_REUSED,
+    )
+    id: int | None = id_field()
     day: str = Field(max_length=10)  # YYYY-MM-DD in the summary's time zone
     channel_id: str = Field(max_length=32)
     attempt: int = 0  # 0 for the scheduled post; --force adds another
@@ -302,8 +325,9 @@ class Alert(SQLModel, table=True):
             sqlite_where=text("active"),
             postgresql_where=text("active"),
         ),
+        NEVER_REUSED,
     )
-    id: int | None = Field(default=None, primary_key=True)
+    id: int | None = id_field()
     key: str = Field(max_length=255)  # "stuck:run:42", "failure_rate:ops", ...
     active: bool = Field(default=True, index=True)
     message: str = Field(sa_column=Column(Text, nullable=False))

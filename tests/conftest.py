@@ -207,6 +207,11 @@ async def start_desk(
             fake = request.getfixturevalue("fake_model")
             fields.update(openai_api_key="sk-test", openai_base_url=fake.url, chatops_model="fake-model")
         fields.update(overrides)
+        migrated = Database(fields["database_url"], pooled=False)
+        try:
+            await migrated.migrate()  # the release step (`chatops migrate`), before the process starts
+        finally:
+            await migrated.dispose()
         server = Server(Settings(**fields), host="127.0.0.1", port=0, scheduler=scheduler)
         await server.start()
         desk = Desk(

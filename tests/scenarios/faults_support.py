@@ -186,10 +186,13 @@ class Processes:
     def __init__(self, home: Path) -> None:
         self.home = home
         self.started: list[ChatopsProcess] = []
+        self.migrated: set[str] = set()
+        """Databases `chatops migrate` already ran on."""
         self.groups: list[int] = []
         """Process groups a test found orphaned (commands a killed process had started)."""
 
     def start(self, *args: str, env: dict[str, str], name: str | None = None) -> ChatopsProcess:
+        self.migrate(env)
         label = name or f"{args[0]}-{len(self.started) + 1}"
         proc = ChatopsProcess(list(args), env, self.home, name=label)
         self.started.append(proc)
@@ -211,8 +214,22 @@ class Processes:
             return proc
         raise AssertionError("unreachable")
 
-    def run(self, *args: str, env: dict[str, str], timeout: float = 30.0) -> subprocess.CompletedProcess[str]:
+    def migrate(self, env: dict[str, str]) -> None:
+        """`chatops migrate`, once per database, before a process uses it (the Procfile's release
+        step): `serve` and `worker` refuse a database behind the newest schema revision."""
+        url = env.get("DATABASE_URL", "")
+        if url in self.migrated:
+            return
+        done = self.run("migrate", env=env, migrate=False)
+        assert done.returncode == 0, f"chatops migrate failed:\n{done.stdout}{done.stderr}"
+        self.migrated.add(url)
+
+    def run(
+        self, *args: str, env: dict[str, str], timeout: float = 30.0, migrate: bool = True
+    ) -> subprocess.CompletedProcess[str]:
         """A short command (`chatops summary ...`) to completion."""
+        if migrate:
+            self.migrate(env)
         return subprocess.run(
             [*chatops_command(), *args],
             cwd=self.home,

@@ -5,11 +5,10 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from sqlalchemy import text
 from sqlalchemy.exc import OperationalError
 
-from storage import engine
-from storage.engine import SCHEMA_VERSION, Database, PriorityLock, async_url
+from storage import engine, schema
+from storage.engine import Database, PriorityLock, async_url
 from storage.models import Meta
 
 
@@ -24,14 +23,12 @@ def test_in_memory_sqlite_is_refused() -> None:
         Database("sqlite:///:memory:")
 
 
-async def test_migrate_is_idempotent_and_records_the_schema_version(tmp_path: Path) -> None:
+async def test_migrate_is_idempotent_and_records_the_schema_revision(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'x.db'}")
     try:
         await db.migrate()
         await db.migrate()
-        async with db.read() as session:
-            meta = await session.get(Meta, "schema_version")
-        assert meta is not None and meta.value == SCHEMA_VERSION
+        assert await db.schema_revision() == schema.head()
         assert await db.ping()
     finally:
         await db.dispose()
@@ -204,28 +201,3 @@ async def test_a_read_waits_for_an_exclusive_lock_without_blocking_the_loop(
     ticks = await _ticks_while(task)
     assert (await task) is not None  # it read after the other committed
     assert ticks >= 10
-
-
-# Migrations ---------------------------------------------------------------------------
-
-
-async def test_migrate_adds_the_indexes_of_schema_2_to_a_schema_1_database(tmp_path: Path) -> None:
-    db = Database(f"sqlite:///{tmp_path / 'x.db'}")
-    new = ["ix_runs_channel", "ix_runs_finished", "ix_runs_undelivered", "ix_steps_started"]
-    try:
-        await db.migrate()
-        async with db.write() as session:
-            for name in new:
-                await session.exec(text(f"DROP INDEX {name}"))  # type: ignore[call-overload]
-            meta = await session.get(Meta, "schema_version")
-            assert meta is not None
-            meta.value = "1"
-        await db.migrate()
-        async with db.read() as session:
-            rows = await session.exec(text("SELECT name FROM sqlite_master WHERE type = 'index'"))  # type: ignore[call-overload]
-            indexes = {name for (name,) in rows.all()}
-            meta = await session.get(Meta, "schema_version")
-        assert set(new) <= indexes
-        assert meta is not None and meta.value == SCHEMA_VERSION == "2"
-    finally:
-        await db.dispose()

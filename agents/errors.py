@@ -37,3 +37,8 @@ class ActionTimeoutError(ActionError):
 
 class ModelError(ChatopsError):
     """The model could not give an answer (after retries)."""
+
+
+class LeftInPlace(ActionError):
+    """A compensation found that what it would reverse is no longer only its own step's doing
+    (another run or a person changed it since): it leaves it as it is, and says why."""

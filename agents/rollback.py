@@ -6,7 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from agents.actions.base import ActionContext, Requester
-from agents.errors import ActionError
+from agents.errors import ActionError, LeftInPlace
 from agents.runtime import Runtime
 from storage import journal
 from storage.models import Step, StepKind, StepStatus
@@ -84,6 +84,8 @@ async def _compensate(rt: Runtime, step: Step, *, agent: str, requester: Request
     )
     try:
         text = await action.compensate(ctx, step.undo)
+    except LeftInPlace as e:
+        ok, text = False, f"{_summary(step)}: {e}"
     except ActionError as e:
         ok, text = False, f"{_summary(step)}: the undo failed: {e}"
     except Exception as e:  # broad on purpose: one failed compensation must not stop the others

@@ -209,6 +209,7 @@ class TicketComment(SQLModel, table=True):
     __table_args__ = (NEVER_REUSED,)
     id: int | None = id_field()
     ticket_id: int = Field(foreign_key="tickets.id", index=True)
+    run_id: int | None = Field(default=None, index=True)  # the run that wrote it; None: a person
     author: str | None = Field(default=None, max_length=64)
     text: str = Field(sa_column=Column(Text, nullable=False))
     created_at: datetime = Field(default_factory=now)

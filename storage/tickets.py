@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, Literal
 
 from sqlalchemy import delete, or_
 from sqlmodel import col, select
@@ -33,34 +34,71 @@ async def update_ticket(
     if ticket is None:
         return None
     before = {}
-    for field, value in changes.items():
-        if field not in TICKET_FIELDS:
-            raise ValueError(f"not a ticket field: {field}")
-        before[field] = getattr(ticket, field)
-        setattr(ticket, field, value)
+    for name, value in changes.items():
+        if name not in TICKET_FIELDS:
+            raise ValueError(f"not a ticket field: {name}")
+        before[name] = getattr(ticket, name)
+        setattr(ticket, name, value)
     ticket.updated_at = now()
     session.add(ticket)
     return before
 
 
-async def delete_ticket(*, session: AsyncSession, ticket_id: int) -> bool:
+@dataclass
+class Removal:
+    """What removing a row a run made came to."""
+
+    status: Literal["deleted", "gone", "not_ours", "kept"]
+    """deleted; gone (nothing to remove); not_ours (the row is not the one this run made);
+    kept (it carries what others added since: `others`)."""
+    others: list[TicketComment] = field(default_factory=list)
+
+
+async def delete_ticket(*, session: AsyncSession, ticket_id: int, run_id: int | None = None) -> Removal:
+    """Delete a ticket and its comments, if `run_id` made it (None: whoever made it).
+
+    A ticket that has comments no step of `run_id` wrote (another run's, or a person's) is
+    kept, with them: an undo removes only what its own run made.
+    """
+    ticket = await get_ticket(session=session, ticket_id=ticket_id)
+    if ticket is None:
+        return Removal("gone")
+    if run_id is not None and ticket.run_id != run_id:
+        return Removal("not_ours")
+    others = [
+        c
+        for c in await comments_of(session=session, ticket_id=ticket_id)
+        if run_id is not None and c.run_id != run_id
+    ]
+    if others:
+        return Removal("kept", others)
     await session.exec(delete(TicketComment).where(col(TicketComment.ticket_id) == ticket_id))
-    result = await session.exec(delete(Ticket).where(col(Ticket.id) == ticket_id))
-    return bool(result.rowcount)
+    await session.exec(delete(Ticket).where(col(Ticket.id) == ticket_id))
+    return Removal("deleted")
 
 
 async def add_comment(
-    *, session: AsyncSession, ticket_id: int, author: str | None, text: str
+    *, session: AsyncSession, ticket_id: int, author: str | None, text: str, run_id: int | None = None
 ) -> TicketComment:
-    comment = TicketComment(ticket_id=ticket_id, author=author, text=text)
+    comment = TicketComment(ticket_id=ticket_id, author=author, text=text, run_id=run_id)
     session.add(comment)
     await session.flush()
     return comment
 
 
-async def delete_comment(*, session: AsyncSession, comment_id: int) -> bool:
-    result = await session.exec(delete(TicketComment).where(col(TicketComment.id) == comment_id))
-    return bool(result.rowcount)
+async def delete_comment(
+    *, session: AsyncSession, comment_id: int, ticket_id: int | None = None, run_id: int | None = None
+) -> Removal:
+    """Delete a comment, if it is the one `run_id` wrote on `ticket_id` (None: any)."""
+    comment = await session.get(TicketComment, comment_id, populate_existing=True)
+    if comment is None:
+        return Removal("gone")
+    if (run_id is not None and comment.run_id != run_id) or (
+        ticket_id is not None and comment.ticket_id != ticket_id
+    ):
+        return Removal("not_ours")
+    await session.exec(delete(TicketComment).where(col(TicketComment.id) == comment_id))
+    return Removal("deleted")
 
 
 async def find_tickets(

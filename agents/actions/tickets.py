@@ -14,9 +14,10 @@ from pydantic import BaseModel, Field
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from agents.actions.base import Action, ActionContext, ActionResult
-from agents.errors import ActionError
+from agents.errors import ActionError, LeftInPlace
 from storage import receipts, tickets
 from storage.models import Ticket, TicketBase
+from storage.models import TicketComment as TicketCommentRow
 
 Priority = Literal["low", "normal", "high", "urgent"]
 Status = Literal["open", "in_progress", "closed"]
@@ -76,13 +77,29 @@ class TicketCreate(Action):
         return await _once(ctx, effect)
 
     async def compensate(self, ctx: ActionContext, undo: dict[str, Any]) -> str:
+        ticket_id = undo["ticket_id"]
         async with ctx.db.write() as session:
-            existed = await tickets.delete_ticket(session=session, ticket_id=undo["ticket_id"])
-        return (
-            f"deleted ticket #{undo['ticket_id']}"
-            if existed
-            else f"ticket #{undo['ticket_id']} was already gone"
+            removal = await tickets.delete_ticket(session=session, ticket_id=ticket_id, run_id=ctx.run_id)
+        if removal.status == "deleted":
+            return f"deleted ticket #{ticket_id}"
+        if removal.status == "gone":
+            return f"ticket #{ticket_id} was already gone"
+        if removal.status == "not_ours":
+            raise LeftInPlace(f"ticket #{ticket_id} is not the ticket this run created; it was left alone")
+        by = _authors(removal.others)
+        n = len(removal.others)
+        raise LeftInPlace(
+            f"ticket #{ticket_id} was left in place: {n} comment{'s' * (n != 1)} added since by {by} "
+            "would have gone with it (undo that first, or close the ticket by hand)"
         )
+
+
+def _authors(comments: list[TicketCommentRow]) -> str:
+    runs = sorted({c.run_id for c in comments if c.run_id is not None})
+    who = [f"run #{r}" for r in runs]
+    if any(c.run_id is None for c in comments):
+        who.append("a person")
+    return " and ".join(who)
 
 
 class TicketRef(BaseModel):
@@ -98,7 +115,8 @@ class UpdateArgs(TicketRef):
 
 
 class _Restorable(Action):
-    """Ticket field changes: the undo restores the previous values."""
+    """Ticket field changes: the undo restores the previous values of the fields this step
+    set, unless someone changed them again since (those are left as they are)."""
 
     idempotent = True
 
@@ -112,14 +130,24 @@ class _Restorable(Action):
         return before
 
     async def compensate(self, ctx: ActionContext, undo: dict[str, Any]) -> str:
+        ticket_id, before = undo["ticket_id"], undo["before"]
+        after = undo.get("after")  # None in steps journaled before it was recorded: restore all
         async with ctx.db.write() as session:
-            restored = await tickets.update_ticket(
-                session=session, ticket_id=undo["ticket_id"], changes=undo["before"]
+            ticket = await tickets.get_ticket(session=session, ticket_id=ticket_id)
+            if ticket is None:
+                return f"ticket #{ticket_id} no longer exists; nothing to restore"
+            mine = {f: v for f, v in before.items() if after is None or getattr(ticket, f) == after.get(f)}
+            if mine:
+                await tickets.update_ticket(session=session, ticket_id=ticket_id, changes=mine)
+        since = sorted(set(before) - set(mine))
+        if not mine:
+            raise LeftInPlace(
+                f"{', '.join(since)} of ticket #{ticket_id} changed again since; left as they are"
             )
-        if restored is None:
-            return f"ticket #{undo['ticket_id']} no longer exists; nothing to restore"
-        fields = ", ".join(sorted(undo["before"]))
-        return f"restored {fields} of ticket #{undo['ticket_id']}"
+        text = f"restored {', '.join(sorted(mine))} of ticket #{ticket_id}"
+        if since:
+            text += f" ({', '.join(since)} changed again since: left as they are)"
+        return text
 
 
 class TicketUpdate(_Restorable):
@@ -141,7 +169,7 @@ class TicketUpdate(_Restorable):
             return ActionResult(
                 output=f"updated ticket #{args.ticket_id}: {fields}",
                 summary=f"updated ticket #{args.ticket_id} ({fields})",
-                undo={"ticket_id": args.ticket_id, "before": before},
+                undo={"ticket_id": args.ticket_id, "before": before, "after": changes},
             )
 
         return await _once(ctx, effect)
@@ -163,13 +191,18 @@ class TicketClose(_Restorable):
             before = await self._change(session, args.ticket_id, {"status": "closed"})
             if before["status"] == "closed":
                 raise ActionError(f"ticket #{args.ticket_id} is already closed")
-            undo: dict[str, Any] = {"ticket_id": args.ticket_id, "before": before}
+            undo: dict[str, Any] = {
+                "ticket_id": args.ticket_id,
+                "before": before,
+                "after": {"status": "closed"},
+            }
             if args.resolution:
                 comment = await tickets.add_comment(
                     session=session,
                     ticket_id=args.ticket_id,
                     author=ctx.requester.user_id,
                     text=f"Resolution: {args.resolution}",
+                    run_id=ctx.run_id,
                 )
                 undo["comment_id"] = comment.id
             return ActionResult(
@@ -182,8 +215,7 @@ class TicketClose(_Restorable):
 
     async def compensate(self, ctx: ActionContext, undo: dict[str, Any]) -> str:
         if undo.get("comment_id"):
-            async with ctx.db.write() as session:
-                await tickets.delete_comment(session=session, comment_id=undo["comment_id"])
+            await _remove_comment(ctx, undo["comment_id"], undo["ticket_id"])
         return await super().compensate(ctx, undo)
 
 
@@ -207,7 +239,11 @@ class TicketComment(Action):
             if await tickets.get_ticket(session=session, ticket_id=args.ticket_id) is None:
                 raise ActionError(f"there is no ticket #{args.ticket_id}")
             comment = await tickets.add_comment(
-                session=session, ticket_id=args.ticket_id, author=ctx.requester.user_id, text=args.text
+                session=session,
+                ticket_id=args.ticket_id,
+                author=ctx.requester.user_id,
+                text=args.text,
+                run_id=ctx.run_id,
             )
             return ActionResult(
                 output=f"commented on ticket #{args.ticket_id}",
@@ -218,9 +254,22 @@ class TicketComment(Action):
         return await _once(ctx, effect)
 
     async def compensate(self, ctx: ActionContext, undo: dict[str, Any]) -> str:
-        async with ctx.db.write() as session:
-            await tickets.delete_comment(session=session, comment_id=undo["comment_id"])
+        gone = await _remove_comment(ctx, undo["comment_id"], undo["ticket_id"])
+        if gone:
+            return f"the comment on ticket #{undo['ticket_id']} was already gone"
         return f"removed the comment on ticket #{undo['ticket_id']}"
+
+
+async def _remove_comment(ctx: ActionContext, comment_id: int, ticket_id: int) -> bool:
+    """Remove the comment this run wrote; True when it was already gone. A comment with that id
+    that this run did not write on that ticket is left alone (LeftInPlace)."""
+    async with ctx.db.write() as session:
+        removal = await tickets.delete_comment(
+            session=session, comment_id=comment_id, ticket_id=ticket_id, run_id=ctx.run_id
+        )
+    if removal.status == "not_ours":
+        raise LeftInPlace(f"comment {comment_id} is not the comment this run wrote on ticket #{ticket_id}")
+    return removal.status == "gone"
 
 
 class FindArgs(BaseModel):

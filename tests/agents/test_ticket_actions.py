@@ -11,7 +11,7 @@ from agent_doubles import RecordingChat
 from agents.actions.base import Action, ActionContext, Requester
 from agents.actions.chat import SlackPost, SlackReply
 from agents.actions.tickets import TicketClose, TicketComment, TicketCreate, TicketFind, TicketUpdate
-from agents.errors import ActionError
+from agents.errors import ActionError, LeftInPlace
 from storage import tickets
 from storage.engine import Database
 from storage.models import Ticket
@@ -19,10 +19,12 @@ from storage.models import Ticket
 _calls = itertools.count(1)
 
 
-def _ctx(db: Database, chat: RecordingChat | None = None, key: str | None = None) -> ActionContext:
+def _ctx(
+    db: Database, chat: RecordingChat | None = None, key: str | None = None, run_id: int = 5
+) -> ActionContext:
     """Each call is its own step, with its own idempotency key (unless `key` repeats one)."""
     return ActionContext(
-        run_id=5,
+        run_id=run_id,
         agent="ops",
         requester=Requester("T1", "C1", "UREQ", "1690000000.000001"),
         db=db,
@@ -31,8 +33,8 @@ def _ctx(db: Database, chat: RecordingChat | None = None, key: str | None = None
     )
 
 
-async def _run(action: Action, db: Database, **arguments: Any) -> Any:
-    return await action.run(_ctx(db), action.args_model.model_validate(arguments))
+async def _run(action: Action, db: Database, run_id: int = 5, **arguments: Any) -> Any:
+    return await action.run(_ctx(db, run_id=run_id), action.args_model.model_validate(arguments))
 
 
 async def _ticket(db: Database, ticket_id: int) -> Ticket | None:
@@ -72,7 +74,11 @@ async def test_update_then_compensate_restores(db: Database) -> None:
     result = await _run(TicketUpdate(), db, ticket_id=ticket_id, priority="urgent", assignee="none")
     ticket = await _ticket(db, ticket_id)
     assert ticket is not None and (ticket.priority, ticket.assignee) == ("urgent", None)
-    assert result.undo == {"ticket_id": ticket_id, "before": {"priority": "normal", "assignee": "U2"}}
+    assert result.undo == {
+        "ticket_id": ticket_id,
+        "before": {"priority": "normal", "assignee": "U2"},
+        "after": {"priority": "urgent", "assignee": None},
+    }
 
     text = await TicketUpdate().compensate(_ctx(db), result.undo)
     assert text == f"restored assignee, priority of ticket #{ticket_id}"
@@ -82,6 +88,52 @@ async def test_update_then_compensate_restores(db: Database) -> None:
         "U2",
         "Slow page",
     )
+
+
+async def test_undoing_an_update_leaves_fields_another_run_changed_since(db: Database) -> None:
+    created = await _run(TicketCreate(), db, title="Slow page")
+    ticket_id = created.undo["ticket_id"]
+    mine = await _run(TicketUpdate(), db, ticket_id=ticket_id, priority="high", assignee="U2")
+    await _run(TicketUpdate(), db, run_id=9, ticket_id=ticket_id, priority="urgent")  # another run
+
+    text = await TicketUpdate().compensate(_ctx(db), mine.undo)
+    assert (
+        text == f"restored assignee of ticket #{ticket_id} (priority changed again since: left as they are)"
+    )
+    ticket = await _ticket(db, ticket_id)
+    assert ticket is not None and (ticket.priority, ticket.assignee) == ("urgent", None)
+    # Nothing of its own left to restore: it says so, and changes nothing.
+    await _run(TicketUpdate(), db, run_id=9, ticket_id=ticket_id, assignee="U3")
+    with pytest.raises(LeftInPlace, match="assignee, priority of ticket #.* changed again since"):
+        await TicketUpdate().compensate(_ctx(db), mine.undo)
+    ticket = await _ticket(db, ticket_id)
+    assert ticket is not None and (ticket.priority, ticket.assignee) == ("urgent", "U3")
+
+
+async def test_undoing_a_creation_keeps_the_ticket_when_another_run_commented(db: Database) -> None:
+    created = await _run(TicketCreate(), db, title="Login bug")
+    ticket_id = created.undo["ticket_id"]
+    await _run(TicketComment(), db, ticket_id=ticket_id, text="mine")
+    await _run(TicketComment(), db, run_id=9, ticket_id=ticket_id, text="another run's")
+
+    with pytest.raises(LeftInPlace, match=r"left in place: 1 comment added since by run #9"):
+        await TicketCreate().compensate(_ctx(db), created.undo)
+    assert await _ticket(db, ticket_id) is not None
+    assert await _comments(db, ticket_id) == ["mine", "another run's"]
+    # Another run's undo of the creation is refused too: the ticket is not its own.
+    with pytest.raises(LeftInPlace, match="not the ticket this run created"):
+        await TicketCreate().compensate(_ctx(db, run_id=9), created.undo)
+
+
+async def test_a_comment_is_removed_only_by_the_run_that_wrote_it(db: Database) -> None:
+    created = await _run(TicketCreate(), db, title="x")
+    ticket_id = created.undo["ticket_id"]
+    result = await _run(TicketComment(), db, ticket_id=ticket_id, text="looked at it")
+    with pytest.raises(LeftInPlace, match="not the comment this run wrote"):
+        await TicketComment().compensate(_ctx(db, run_id=9), result.undo)
+    assert await _comments(db, ticket_id) == ["looked at it"]
+    assert "removed the comment" in await TicketComment().compensate(_ctx(db), result.undo)
+    assert "already gone" in await TicketComment().compensate(_ctx(db), result.undo)
 
 
 async def test_update_errors(db: Database) -> None:

@@ -49,10 +49,30 @@ def _release_sqlite(path: Path) -> None:
     conn.close()
 
 
-def _sqlite_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+def _columns(path: Path) -> dict[str, list[str]]:
     conn = sqlite3.connect(path)
     try:
-        return {t: conn.execute(f"SELECT * FROM {t} ORDER BY 1").fetchall() for t in TABLES}
+        return {t: [row[1] for row in conn.execute(f"PRAGMA table_info({t})")] for t in TABLES}
+    finally:
+        conn.close()
+
+
+# The columns 0.1.0's tables had: later revisions add columns, never drop or change these.
+RELEASE_COLUMNS: dict[str, list[str]] = {}
+
+
+def _sqlite_rows(path: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every row of the 0.1.0 tables, in 0.1.0's columns."""
+    if not RELEASE_COLUMNS:
+        reference = path.with_name("columns-reference.db")
+        _release_sqlite(reference)
+        RELEASE_COLUMNS.update(_columns(reference))
+    conn = sqlite3.connect(path)
+    try:
+        return {
+            t: conn.execute(f"SELECT {', '.join(RELEASE_COLUMNS[t])} FROM {t} ORDER BY 1").fetchall()
+            for t in TABLES
+        }
     finally:
         conn.close()
 
@@ -92,6 +112,12 @@ async def test_a_database_of_release_0_1_0_upgrades_in_place_and_keeps_every_row
     assert _sqlite_rows(path) == before
     await db.check_schema()
     assert await _differences(db) == []
+    # 0003: the comment knows its run again, from the journal step that wrote it.
+    conn = sqlite3.connect(path)
+    [(comment_run,)] = conn.execute("SELECT run_id FROM ticket_comments").fetchall()
+    [(step_run,)] = conn.execute("SELECT run_id FROM steps WHERE name = 'ticket_comment'").fetchall()
+    conn.close()
+    assert comment_run == step_run == 2
 
 
 async def test_migrate_is_idempotent(release_db) -> None:

@@ -39,11 +39,43 @@ async def test_delete_takes_the_comments_too(db: Database) -> None:
         comment = await tickets.add_comment(session=session, ticket_id=ticket_id, author="U1", text="hi")
         assert comment.id is not None
     async with db.write() as session:
-        assert await tickets.delete_ticket(session=session, ticket_id=ticket_id)
-        assert not await tickets.delete_ticket(session=session, ticket_id=ticket_id)
-        assert not await tickets.delete_comment(session=session, comment_id=comment.id)
+        assert (await tickets.delete_ticket(session=session, ticket_id=ticket_id)).status == "deleted"
+        assert (await tickets.delete_ticket(session=session, ticket_id=ticket_id)).status == "gone"
+        assert (await tickets.delete_comment(session=session, comment_id=comment.id)).status == "gone"
     async with db.read() as session:
         assert await tickets.comments_of(session=session, ticket_id=ticket_id) == []
+
+
+async def test_a_run_deletes_only_the_ticket_it_made_and_keeps_others_comments(db: Database) -> None:
+    ticket_id = await _new(db, "x")  # made by run 3 (see _new)
+    async with db.write() as session:
+        own = await tickets.add_comment(session=session, ticket_id=ticket_id, author="U1", text="a", run_id=3)
+        other = await tickets.add_comment(
+            session=session, ticket_id=ticket_id, author="U2", text="b", run_id=7
+        )
+        person = await tickets.add_comment(session=session, ticket_id=ticket_id, author="U2", text="c")
+    async with db.write() as session:
+        assert (
+            await tickets.delete_ticket(session=session, ticket_id=ticket_id, run_id=4)
+        ).status == "not_ours"
+        kept = await tickets.delete_ticket(session=session, ticket_id=ticket_id, run_id=3)
+    assert kept.status == "kept" and [c.id for c in kept.others] == [other.id, person.id]
+    async with db.write() as session:
+        # A comment is removed only by the run that wrote it, on the ticket it wrote it on.
+        assert (await tickets.delete_comment(session=session, comment_id=other.id or 0, run_id=3)).status == (
+            "not_ours"
+        )
+        assert (
+            await tickets.delete_comment(session=session, comment_id=own.id or 0, ticket_id=999, run_id=3)
+        ).status == "not_ours"
+        assert (await tickets.delete_comment(session=session, comment_id=own.id or 0, run_id=3)).status == (
+            "deleted"
+        )
+    async with db.read() as session:
+        assert [c.id for c in await tickets.comments_of(session=session, ticket_id=ticket_id)] == [
+            other.id,
+            person.id,
+        ]
 
 
 async def test_find_tickets_filters_newest_first(db: Database) -> None:

@@ -104,7 +104,7 @@ async def test_undoing_an_update_leaves_fields_another_run_changed_since(db: Dat
     assert ticket is not None and (ticket.priority, ticket.assignee) == ("urgent", None)
     # Nothing of its own left to restore: it says so, and changes nothing.
     await _run(TicketUpdate(), db, run_id=9, ticket_id=ticket_id, assignee="U3")
-    with pytest.raises(LeftInPlace, match="assignee, priority of ticket #.* changed again since"):
+    with pytest.raises(LeftInPlace, match=r"assignee, priority of ticket #.* changed again since"):
         await TicketUpdate().compensate(_ctx(db), mine.undo)
     ticket = await _ticket(db, ticket_id)
     assert ticket is not None and (ticket.priority, ticket.assignee) == ("urgent", "U3")

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+from asyncio.subprocess import Process
 from typing import Any, Literal
 
 import httpx
@@ -101,17 +103,7 @@ class CommandAction(ConfiguredAction):
             "CHATOPS_AGENT": ctx.agent,
             "CHATOPS_IDEMPOTENCY_KEY": ctx.idempotency_key,
         }
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=self.cfg.cwd,
-            env=env,
-            start_new_session=True,  # its own process group, so a timeout kills children too
-        )
+        proc = await _start(command, cwd=self.cfg.cwd, env=env, action=self.name)
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that
             # arrives as the command ends, and a stopping worker would go on to the next step.
@@ -122,7 +114,7 @@ class CommandAction(ConfiguredAction):
             await proc.wait()
             raise ActionTimeoutError(self.name, self.cfg.timeout) from None
         except asyncio.CancelledError:
-            _kill_group(proc)  # the worker is stopping: leave no process behind, and stop too
+            await _stop(proc)  # the worker is stopping: leave no process behind, and stop too
             raise
         if proc.returncode != 0:
             tail = _truncate(output.strip(), 1500, keep="tail") or "(no output)"
@@ -130,7 +122,56 @@ class CommandAction(ConfiguredAction):
         return output
 
 
-async def _read_capped(proc: asyncio.subprocess.Process) -> str:
+async def _start(command: str, *, cwd: str | None, env: dict[str, str], action: str) -> Process:
+    """Start `/bin/sh -c command` in its own process group, and never lose the process.
+
+    A cancellation can land after the fork but before `create_subprocess_exec` returns;
+    the caller would never learn the pid and the command would run on. So the start runs
+    in its own task, shielded: on cancellation it is waited for, and what it started is
+    killed and reaped before the cancellation goes on.
+    """
+    start = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,  # its own process group, so a timeout kills children too
+        )
+    )
+    try:
+        return await asyncio.shield(start)
+    except asyncio.CancelledError:
+        await _outlast(start)
+        if not start.cancelled() and start.exception() is None:
+            await _stop(start.result())
+        raise
+    except OSError as e:  # no /bin/sh, a missing or forbidden cwd
+        raise ActionError(f"{action} could not start: {e}") from None
+
+
+async def _stop(proc: Process) -> None:
+    """Kill the command's process group and wait until it is reaped.
+
+    Only for a caller that is handling a cancellation and re-raises it afterwards: a
+    further cancellation meanwhile is absorbed, so that nothing is left running.
+    """
+    _kill_group(proc)
+    await _outlast(asyncio.ensure_future(proc.wait()))
+
+
+async def _outlast(future: asyncio.Future[Any]) -> None:
+    """Wait until `future` is done, absorbing cancellations (see `_stop`)."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([future])  # unlike wait_for, never cancels what it waits for
+
+
+async def _read_capped(proc: Process) -> str:
     """Read all output, keeping the head and tail so huge output cannot exhaust memory."""
     assert proc.stdout is not None
     head = bytearray()
@@ -153,7 +194,7 @@ async def _read_capped(proc: asyncio.subprocess.Process) -> str:
     return text + tail.decode("utf-8", "replace")
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
+def _kill_group(proc: Process) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:

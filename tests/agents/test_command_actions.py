@@ -185,6 +185,44 @@ async def test_cancelling_a_command_propagates_and_kills_the_process_group(
     assert isinstance(outcome, asyncio.CancelledError), f"cancellation became {outcome!r}"
 
 
+async def test_a_cancellation_during_the_start_of_a_command_leaves_no_process(
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancellation lands while `create_subprocess_exec` has forked but not yet returned.
+
+    The start is held open at that point (the child exists, the call has not returned) until
+    the task has been cancelled: without protection the caller never learns the pid, and the
+    command's whole process group runs on.
+    """
+    real_start = asyncio.create_subprocess_exec
+    spawned: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    release = asyncio.Event()
+
+    async def slow_start(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        proc = await real_start(*args, **kwargs)
+        spawned.set_result(proc.pid)
+        await release.wait()  # still "starting" when the cancellation arrives
+        return proc
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", slow_start)
+    action = _action(tmp_path, run="sleep 30 & echo $! > child.pid; wait", timeout=60)
+    task = asyncio.create_task(action.run(_ctx(db), action.args_model.model_validate({})))
+    leader = await spawned
+    child = int(await _wait_for_file(tmp_path / "child.pid"))
+
+    task.cancel()  # delivered at once: the task waits inside the start
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert _gone(leader), "the shell outlived the cancellation"
+    for _ in range(100):
+        if _gone(child):
+            break
+        await asyncio.sleep(0.02)
+    assert _gone(child), "the command's child outlived the cancellation"
+
+
 async def test_huge_output_is_truncated_and_stays_small(tmp_path: Path, db: Database) -> None:
     size = 50_000_000
     action = _action(tmp_path, run=f"yes | head -c {size}", timeout=30)

@@ -274,22 +274,22 @@ def test_arguments_model_follows_params(tmp_path: Path) -> None:
         params={
             "service": {"type": "string", "pattern": "^[a-z]+$"},
             "count": "integer",
-            "env": {"type": "string", "enum": ["prod", "staging"]},
+            "stage": {"type": "string", "enum": ["prod", "staging"]},
             "force": {"type": "boolean", "required": False},
         },
     )
-    ok = action.args_model.model_validate({"service": "web", "count": 2, "env": "prod"})
-    assert ok.model_dump() == {"service": "web", "count": 2, "env": "prod", "force": None}
+    ok = action.args_model.model_validate({"service": "web", "count": 2, "stage": "prod"})
+    assert ok.model_dump() == {"service": "web", "count": 2, "stage": "prod", "force": None}
     for bad in (
-        {"service": "Web!", "count": 2, "env": "prod"},
-        {"service": "web", "count": "two", "env": "prod"},
-        {"service": "web", "count": 2, "env": "dev"},
-        {"count": 2, "env": "prod"},
+        {"service": "Web!", "count": 2, "stage": "prod"},
+        {"service": "web", "count": "two", "stage": "prod"},
+        {"service": "web", "count": 2, "stage": "dev"},
+        {"count": 2, "stage": "prod"},
     ):
         with pytest.raises(ValueError):
             action.args_model.model_validate(bad)
     schema = action.tool()["function"]["parameters"]
-    assert set(schema["required"]) == {"service", "count", "env"}
+    assert set(schema["required"]) == {"service", "count", "stage"}
     assert os.environ.get("CHATOPS_IDEMPOTENCY_KEY") is None  # never leaks into this process
 
 

@@ -66,14 +66,6 @@ def render_shell(template: str, params: Mapping[str, Any]) -> str:
     return _render(_SHELL, source, {**params, "env": environ(trusted=False)})
 
 
-def check_shell(template: str) -> None:
-    """Raise ValueError when a command template cannot be rendered safely."""
-    try:
-        _SHELL.parse(shell.contextualize(template))
-    except (shell.ShellTemplateError, TemplateError) as e:
-        raise ValueError(str(e)) from None
-
-
 def render_url(template: str, params: Mapping[str, Any]) -> str:
     """A URL with every parameter percent-encoded; `{{ env.X }}` is inserted as is."""
     return _render(_URL, template, {**params, "env": environ(trusted=True)})

@@ -169,13 +169,13 @@ async def test_unset_base_variables_are_not_invented(
     assert names == {"PATH", "CHATOPS_RUN_ID", "CHATOPS_AGENT", "CHATOPS_IDEMPOTENCY_KEY"}
 
 
-
 async def test_a_command_that_cannot_start_is_an_action_error(tmp_path: Path, db: Database) -> None:
     action = _action(tmp_path / "gone", run="true")
     with pytest.raises(ActionError) as info:
         await action.run(_ctx(db), action.args_model.model_validate({}))
     assert str(info.value).startswith("cmd could not start: [Errno 2] No such file or directory")
     assert not info.value.transient
+
 
 async def test_nonzero_exit_is_an_action_error_with_status_and_output_tail(
     tmp_path: Path, db: Database

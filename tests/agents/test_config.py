@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import copy
+import tomllib
 from datetime import datetime, time
 from pathlib import Path
 from typing import Any
@@ -882,3 +883,16 @@ def test_no_wrong_value_anywhere_leaks_the_validation_librarys_words(path: tuple
             for entry, field, message in e.problems:
                 assert not any(w in message for w in LIBRARY_WORDS), (path, value, entry, field, message)
                 assert message != "is not a valid value here", (path, value, field)
+
+
+def test_the_readme_example_loads() -> None:
+    readme = (Path(__file__).parents[2] / "README.md").read_text(encoding="utf-8")
+    section = readme[readme.index("### The configuration file (TOML)") :]
+    example = section[section.index("```toml\n") + len("```toml\n") :]
+    raw = tomllib.loads(example[: example.index("```")])
+    config = parse_config(raw, environ={"SHOP_API": "https://shop.example/api", "SHOP_TOKEN": "t0ken"})
+    assert [a.name for a in config.actions] == ["restart_service", "refund_order"]
+    assert config.secret_values({"SHOP_API": "https://shop.example/api", "SHOP_TOKEN": "t0ken"}) == {
+        "https://shop.example/api",
+        "t0ken",
+    }

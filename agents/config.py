@@ -1,21 +1,39 @@
 """The configuration file (TOML): agents, actions, control and summary settings.
 
 Every problem is reported with the file, the entry and the field, and the process
-does not start. With no file, `default_config()` gives one agent with the built-in
-ticket and Slack actions.
+does not start: unknown keys and names (with the closest valid one), bad types (in the
+words of `agents.config_messages`), and templates that could not render: a syntax
+error, an undefined variable, an unset environment variable, a URL whose host a
+parameter could change. With no file, `default_config()` gives one agent with the
+built-in ticket and Slack actions.
 """
 
 from __future__ import annotations
 
+import os
 import re
 import tomllib
+from collections.abc import Iterator, Mapping
 from datetime import time
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
+from agents import templating
+from agents.config_messages import locate, one_of, problem, suggest
+from agents.config_templates import TemplateField, request_templates, template_problems
 from agents.errors import ConfigError
 
 BUILTIN_ACTIONS = (
@@ -36,36 +54,116 @@ DEFAULT_INSTRUCTIONS = (
     "with a short summary of what you did. If the request is unclear or outside your "
     "tools, say so instead of guessing."
 )
+INSTRUCTION_NAMES = frozenset({"agent", "request", "user", "channel", "now"})
+"""The names `instructions` is rendered with (agents/loop.py, `_system_prompt`), besides `env`."""
+BASE_ENVIRONMENT = ("PATH", "HOME", "LANG", "TZ")
+"""Passed to every command from the process environment (when set); nothing else is, unless listed."""
+OWN_ENVIRONMENT = ("SLACK_", "OPENAI_", "CHATOPS_", "DATABASE_URL")
+"""chatops' own settings and credentials: a command's `env` cannot list them."""
+PARAM_TYPES = ("string", "integer", "number", "boolean")
+ParamType = Literal["string", "integer", "number", "boolean"]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+
+def _scalar(value: Any) -> Any:
+    if isinstance(value, (dict, list)) or not isinstance(value, (str, int, float, bool)):
+        raise ValueError("must be a string, a number or true/false")
+    return value
+
+
+def _scalars(value: Any) -> Any:
+    if not isinstance(value, list) or any(
+        isinstance(v, bool) or not isinstance(v, (str, int, float)) for v in value
+    ):
+        raise ValueError('must be a list of strings or numbers, like ["api", "web"]')
+    return value
+
+
+def _text_or_table(value: Any) -> Any:
+    if value is not None and not isinstance(value, (str, dict)):
+        raise ValueError("must be a string or a table")
+    return value
 
 
 class ParamSpec(Strict):
     """One parameter of a configured action (the long form of `name = "type"`)."""
 
-    type: Literal["string", "integer", "number", "boolean"] = "string"
+    type: ParamType = "string"
     description: str = ""
-    enum: list[str | int | float] | None = None
+    enum: Annotated[list[str | int | float] | None, BeforeValidator(_scalars)] = None
     required: bool = True
-    default: str | int | float | bool | None = None
+    default: Annotated[str | int | float | bool | None, BeforeValidator(_scalar)] = None
     pattern: str | None = None
+    allow_leading_dash: bool = False
+    """A command refuses a value starting with `-` (it would be read as an option) unless this is set."""
+
+    @field_validator("pattern")
+    @classmethod
+    def _pattern(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                TypeAdapter(Annotated[str, Field(pattern=v)])  # the engine the arguments will use
+            except Exception:  # broad: re.error, or pydantic's SchemaError from its Rust engine
+                raise ValueError(f"not a valid regular expression: {v!r}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _default_fits(self) -> ParamSpec:
+        d = self.default
+        fits = {
+            "string": isinstance(d, str),
+            "integer": isinstance(d, int) and not isinstance(d, bool),
+            "number": isinstance(d, (int, float)) and not isinstance(d, bool),
+            "boolean": isinstance(d, bool),
+        }
+        if d is not None and not fits[self.type]:
+            raise ValueError(f"the default {d!r} is not of type {self.type}")
+        if d is not None and self.enum and d not in self.enum:
+            raise ValueError(f"the default {d!r} is not one of its enum values")
+        return self
+
+
+def _param_spec(value: Any) -> Any:
+    """`service = "string"` is short for `service = { type = "string" }`."""
+    if isinstance(value, str):
+        if value not in PARAM_TYPES:
+            raise ValueError(one_of("type", PARAM_TYPES, value))
+        return {"type": value}
+    if not isinstance(value, dict):
+        raise ValueError(
+            "must be a type name (string, integer, number, boolean) or a table like { type = ... }"
+        )
+    return value
 
 
 class HttpRequestSpec(Strict):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     url: str
-    body: str | dict[str, Any] | None = None
+    body: Annotated[str | dict[str, Any] | None, BeforeValidator(_text_or_table)] = None
     headers: dict[str, str] = Field(default_factory=dict)
+
+
+class _EntryProblems(ValueError):
+    """Problems of one entry (an agent or action): (field, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+        self.problems = problems
+
+
+def _environ(info: ValidationInfo) -> Mapping[str, str]:
+    context = info.context if isinstance(info.context, dict) else {}
+    environ: Mapping[str, str] = context.get("environ", os.environ)
+    return environ
 
 
 class ActionBase(Strict):
     name: Annotated[str, Field(pattern=NAME)]
     description: str
-    params: dict[str, Literal["string", "integer", "number", "boolean"] | ParamSpec] = Field(
-        default_factory=dict
-    )
+    params: dict[str, Annotated[ParamSpec, BeforeValidator(_param_spec)]] = Field(default_factory=dict)
     risk: Literal["low", "medium", "high"] = "low"
     reversible: bool | None = None  # default: true when an undo is given, or read_only
     read_only: bool = False  # no side effect: needs no undo and no approval
@@ -75,16 +173,40 @@ class ActionBase(Strict):
     autonomy: Autonomy | None = None  # at least this strict for every agent using it
     customers: bool = False  # may run on a customer's (guest's, external user's) request
 
+    reserved_params: ClassVar[frozenset[str]] = frozenset({"env"})  # names the templates get anyway
+
     @field_validator("params")
     @classmethod
     def _param_names(cls, v: dict[str, Any]) -> dict[str, Any]:
         for key in v:
             if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", key):
                 raise ValueError(f"parameter name {key!r} must be an identifier")
+            if key in cls.reserved_params:
+                raise ValueError(f"parameter name {key!r} is reserved: templates use it already")
         return v
 
+    @model_validator(mode="after")
+    def _templates_render(self, info: ValidationInfo) -> ActionBase:
+        environ = _environ(info)
+        problems = [p for t in self.templates() for p in template_problems(t, environ)]
+        problems += self._more_problems(environ)
+        if problems:
+            raise _EntryProblems(problems)
+        return self
+
+    def templates(self) -> Iterator[TemplateField]:
+        """Every template of this action, with the names it is rendered with."""
+        if self.resource is not None:
+            yield TemplateField("resource", self.resource, "text", self._param_names_set())
+
+    def _more_problems(self, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+        return []
+
+    def _param_names_set(self) -> frozenset[str]:
+        return frozenset(self.params)
+
     def param_specs(self) -> dict[str, ParamSpec]:
-        return {k: v if isinstance(v, ParamSpec) else ParamSpec(type=v) for k, v in self.params.items()}
+        return dict(self.params)
 
     def is_reversible(self) -> bool:
         if self.reversible is not None:
@@ -97,27 +219,47 @@ class CommandActionConfig(ActionBase):
     run: str
     undo: str | None = None
     cwd: str | None = None
+    env: list[str] = Field(default_factory=list)
+    """Environment variables the command gets besides PATH, HOME, LANG and TZ (values: the process's)."""
 
-    @field_validator("run", "undo")
+    @field_validator("env")
     @classmethod
-    def _safe_template(cls, v: str | None) -> str | None:
-        if v is not None:
-            from agents.templating import check_shell  # local: templating imports config's errors
-
-            try:
-                check_shell(v)
-            except ValueError as e:
-                raise ValueError(f"not a usable command template: {e}") from None
+    def _env_names(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name.startswith(OWN_ENVIRONMENT):
+                raise ValueError(f"{name} is chatops' own setting; it is never passed to a command")
         return v
+
+    def templates(self) -> Iterator[TemplateField]:
+        params = self._param_names_set()
+        yield TemplateField("run", self.run, "shell", params)
+        if self.undo is not None:
+            yield TemplateField("undo", self.undo, "shell", params)
+        yield from super().templates()
+
+    def _more_problems(self, environ: Mapping[str, str]) -> list[tuple[str, str]]:
+        return [("env", f"environment variable {n} is not set") for n in self.env if n not in environ]
 
 
 class HttpActionConfig(ActionBase):
     kind: Literal["http"]
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "POST"
     url: str
-    body: str | dict[str, Any] | None = None
+    body: Annotated[str | dict[str, Any] | None, BeforeValidator(_text_or_table)] = None
     headers: dict[str, str] = Field(default_factory=dict)
     undo: HttpRequestSpec | None = None
+
+    reserved_params: ClassVar[frozenset[str]] = frozenset({"env", "response"})
+
+    def templates(self) -> Iterator[TemplateField]:
+        params = self._param_names_set()
+        yield from request_templates("", url=self.url, headers=self.headers, body=self.body, names=params)
+        if (u := self.undo) is not None:
+            names = params | {"response"}
+            yield from request_templates("undo.", url=u.url, headers=u.headers, body=u.body, names=names)
+        yield from super().templates()
 
 
 ActionConfig = Annotated[CommandActionConfig | HttpActionConfig, Field(discriminator="kind")]
@@ -136,6 +278,21 @@ class AgentConfig(Strict):
     autonomy: Autonomy = "auto"  # auto: act; approve: ask before every side effect; propose: only say
     action_autonomy: dict[str, Autonomy] = Field(default_factory=dict)  # per action, for this agent
     customer_actions: list[str] | None = None  # what customers may reach; default: actions marked so
+
+    @model_validator(mode="after")
+    def _instructions_render(self, info: ValidationInfo) -> AgentConfig:
+        template = TemplateField("instructions", self.instructions, "text", INSTRUCTION_NAMES)
+        fields = {"agent": frozenset(AgentConfig.model_fields)}
+        if "request" in self.instructions:  # storage is a heavy import for a file read at start
+            from storage.models import Request
+
+            fields["request"] = frozenset(Request.model_fields)
+        if problems := template_problems(template, _environ(info), fields):
+            raise _EntryProblems(problems)
+        return self
+
+    def templates(self) -> Iterator[TemplateField]:
+        yield TemplateField("instructions", self.instructions, "text", INSTRUCTION_NAMES)
 
 
 class ControlConfig(Strict):
@@ -216,14 +373,20 @@ class Config(Strict):
         for i, agent in enumerate(self.agents):
             for name in agent.actions:
                 if name not in names:
-                    problems.append((f"agents[{i}] ({agent.name})", "actions", f"unknown action {name!r}"))
+                    problems.append(
+                        (
+                            f"agents[{i}] ({agent.name})",
+                            "actions",
+                            f"unknown action {name!r}{suggest(name, names)}",
+                        )
+                    )
             for name in agent.customer_actions or []:
                 if name not in agent.actions:
                     problems.append(
                         (
                             f"agents[{i}] ({agent.name})",
                             "customer_actions",
-                            f"{name!r} is not in its actions",
+                            f"{name!r} is not in its actions{suggest(name, agent.actions)}",
                         )
                     )
             for name in agent.action_autonomy:
@@ -232,7 +395,7 @@ class Config(Strict):
                         (
                             f"agents[{i}] ({agent.name})",
                             "action_autonomy",
-                            f"{name!r} is not in its actions",
+                            f"{name!r} is not in its actions{suggest(name, agent.actions)}",
                         )
                     )
             for channel in agent.channels:
@@ -262,6 +425,24 @@ class Config(Strict):
     def action_config(self, name: str) -> CommandActionConfig | HttpActionConfig | None:
         return next((a for a in self.actions if a.name == name), None)
 
+    def environment_names(self) -> frozenset[str]:
+        """Every environment variable the configuration reads: `{{ env.NAME }}` in any
+        template, and the names listed in commands' `env`."""
+        templates = [t for part in (*self.agents, *self.actions) for t in part.templates()]
+        names = {n for t in templates for n in templating.inspect(t.template, t.target).env}
+        for action in self.actions:
+            if isinstance(action, CommandActionConfig):
+                names.update(action.env)
+        return frozenset(names)
+
+    def secret_values(self, environ: Mapping[str, str] | None = None) -> frozenset[str]:
+        """The values of the environment variables the configuration reads, to be redacted
+        wherever text leaves chatops. PATH, HOME, LANG and TZ are no secrets: every
+        command gets them anyway, and redacting "/home/ops" everywhere would garble text."""
+        environ = os.environ if environ is None else environ
+        names = self.environment_names() - set(BASE_ENVIRONMENT)
+        return frozenset(environ[n] for n in names if environ.get(n))
+
 
 class _Problems(ValueError):
     def __init__(self, problems: list[tuple[str, str, str]]) -> None:
@@ -274,8 +455,12 @@ def default_config() -> Config:
     return Config(agents=[AgentConfig(name="ops", default=True)])
 
 
-def load_config(path: str | Path | None) -> Config:
-    """Load and validate a TOML file; None means the built-in defaults."""
+def load_config(path: str | Path | None, *, environ: Mapping[str, str] | None = None) -> Config:
+    """Load and validate a TOML file; None means the built-in defaults.
+
+    `environ` (default: the process environment) is what `{{ env.NAME }}` and `env`
+    lists are checked against.
+    """
     if path is None:
         return default_config()
     p = Path(path)
@@ -285,40 +470,23 @@ def load_config(path: str | Path | None) -> Config:
         raise ConfigError(str(p), [("file", "", "not found")]) from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(str(p), [("file", "", f"not valid TOML: {e}")]) from None
-    return parse_config(raw, source=str(p))
+    return parse_config(raw, source=str(p), environ=environ)
 
 
-def parse_config(raw: dict[str, Any], *, source: str = "<config>") -> Config:
+def parse_config(
+    raw: dict[str, Any], *, source: str = "<config>", environ: Mapping[str, str] | None = None
+) -> Config:
     try:
-        return Config.model_validate(raw)
+        return Config.model_validate(raw, context={"environ": os.environ if environ is None else environ})
     except ValidationError as e:
-        problems = []
+        problems: list[tuple[str, str, str]] = []
         for err in e.errors():
             ctx_error = (err.get("ctx") or {}).get("error")
             if isinstance(ctx_error, _Problems):
                 problems.extend(ctx_error.problems)
-                continue
-            problems.append(_locate(raw, err))
+            elif isinstance(ctx_error, _EntryProblems):
+                entry, _ = locate(raw, err["loc"])
+                problems.extend((entry, f, m) for f, m in ctx_error.problems)
+            else:
+                problems.append(problem(raw, err, Config))
         raise ConfigError(source, problems) from None
-
-
-def _locate(raw: dict[str, Any], err: Any) -> tuple[str, str, str]:
-    """Turn a pydantic error location into (entry, field, message)."""
-    loc = list(err["loc"])
-    msg = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif err["type"] == "missing":
-        msg = "missing field"
-    if not loc:
-        return ("file", "", msg)
-    if loc[0] in ("agents", "actions") and len(loc) > 1 and isinstance(loc[1], int):
-        section, index = loc[0], loc[1]
-        items = raw.get(section) or []
-        name = items[index].get("name") if index < len(items) and isinstance(items[index], dict) else None
-        entry = f"{section}[{index}]" + (f" ({name})" if name else "")
-        rest = [str(x) for x in loc[2:] if x not in ("command", "http")]
-        return (entry, ".".join(rest) or "kind", msg)
-    if len(loc) == 1:
-        return (str(loc[0]), "", msg)
-    return (str(loc[0]), ".".join(str(x) for x in loc[1:]), msg)

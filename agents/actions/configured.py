@@ -3,18 +3,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
-from typing import Any, Literal
+from asyncio.subprocess import Process
+from collections.abc import Callable, Mapping
+from typing import Annotated, Any, Literal
 
 import httpx
-from pydantic import BaseModel, Field, create_model
+from pydantic import AfterValidator, BaseModel, Field, create_model
+from pydantic_core import PydanticCustomError
 
+from agents import shell
 from agents.actions.base import Action, ActionContext, ActionResult
-from agents.config import CommandActionConfig, HttpActionConfig, HttpRequestSpec, ParamSpec
+from agents.config import BASE_ENVIRONMENT, CommandActionConfig, HttpActionConfig, HttpRequestSpec, ParamSpec
 from agents.errors import ActionError, ActionTimeoutError
-from agents.templating import render_data, render_shell, render_text, render_url
+from agents.templating import inspect, render_data, render_shell, render_text, render_url, url_departure
 
 OUTPUT_HEAD = 8_000  # bytes of command output kept from the start ...
 OUTPUT_TAIL = 8_000  # ... and from the end; the middle of huge output is dropped
@@ -23,13 +28,24 @@ MODEL_OUTPUT = 4_000  # characters of output the model reads
 _TYPES: dict[str, type] = {"string": str, "integer": int, "number": float, "boolean": bool}
 
 
-def args_model_for(name: str, specs: dict[str, ParamSpec]) -> type[BaseModel]:
-    """A pydantic model (and so a JSON schema) from the `params` table."""
+Check = Callable[[Any], Any]
+
+
+def args_model_for(
+    name: str, specs: dict[str, ParamSpec], checks: Mapping[str, Check] | None = None
+) -> type[BaseModel]:
+    """A pydantic model (and so a JSON schema) from the `params` table.
+
+    `checks` adds a validator to some parameters: a value it refuses goes back to the
+    model as an invalid argument, before anything is journaled or run.
+    """
     fields: dict[str, Any] = {}
     for pname, spec in specs.items():
         typ: Any = _TYPES[spec.type]
         if spec.enum:
             typ = Literal[tuple(spec.enum)]
+        if checks and pname in checks:
+            typ = Annotated[typ, AfterValidator(checks[pname])]
         kwargs: dict[str, Any] = {"description": spec.description or None}
         if spec.pattern and spec.type == "string":
             kwargs["pattern"] = spec.pattern
@@ -50,13 +66,17 @@ class ConfiguredAction(Action):
         self.cfg = cfg
         self.name = cfg.name
         self.description = cfg.description
-        self.args_model = args_model_for(cfg.name, cfg.param_specs())
+        self.args_model = args_model_for(cfg.name, cfg.param_specs(), self._checks())
         self.risk = cfg.risk
         self.reversible = cfg.is_reversible()
         self.read_only = cfg.read_only
         self.idempotent = cfg.idempotent or cfg.read_only
         self.autonomy = cfg.autonomy
         self.customers = cfg.customers
+
+    def _checks(self) -> dict[str, Check]:
+        """Validators for parameters whose value could change what the action does."""
+        return {}
 
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:
         if not self.cfg.resource:
@@ -75,6 +95,11 @@ class CommandAction(ConfiguredAction):
     """Runs `run` through /bin/sh with each parameter shell-quoted; non-zero exit fails."""
 
     cfg: CommandActionConfig
+
+    def _checks(self) -> dict[str, Check]:
+        # An enum's values are the operator's own words; any other value could be an option.
+        specs = self.cfg.param_specs().items()
+        return {p: _not_an_option for p, spec in specs if not spec.allow_leading_dash and not spec.enum}
 
     async def run(self, ctx: ActionContext, args: BaseModel) -> ActionResult:
         params = args.model_dump()
@@ -95,23 +120,7 @@ class CommandAction(ConfiguredAction):
         return f"ran the undo of {self.name}"
 
     async def _execute(self, command: str, ctx: ActionContext) -> str:
-        env = {
-            **os.environ,
-            "CHATOPS_RUN_ID": str(ctx.run_id),
-            "CHATOPS_AGENT": ctx.agent,
-            "CHATOPS_IDEMPOTENCY_KEY": ctx.idempotency_key,
-        }
-        proc = await asyncio.create_subprocess_exec(
-            "/bin/sh",
-            "-c",
-            command,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-            cwd=self.cfg.cwd,
-            env=env,
-            start_new_session=True,  # its own process group, so a timeout kills children too
-        )
+        proc = await _start(command, cwd=self.cfg.cwd, env=self._environment(ctx), action=self.name)
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can lose a cancellation that
             # arrives as the command ends, and a stopping worker would go on to the next step.
@@ -122,15 +131,74 @@ class CommandAction(ConfiguredAction):
             await proc.wait()
             raise ActionTimeoutError(self.name, self.cfg.timeout) from None
         except asyncio.CancelledError:
-            _kill_group(proc)  # the worker is stopping: leave no process behind, and stop too
+            await _stop(proc)  # the worker is stopping: leave no process behind, and stop too
             raise
         if proc.returncode != 0:
             tail = _truncate(output.strip(), 1500, keep="tail") or "(no output)"
             raise ActionError(f"{self.name} exited with status {proc.returncode}: {tail}")
         return output
 
+    def _environment(self, ctx: ActionContext) -> dict[str, str]:
+        """Only what a command needs: never the bot's own credentials (SLACK_*, OPENAI_*, ...)."""
+        env = {k: os.environ[k] for k in (*BASE_ENVIRONMENT, *self.cfg.env) if k in os.environ}
+        env.update(
+            CHATOPS_RUN_ID=str(ctx.run_id),
+            CHATOPS_AGENT=ctx.agent,
+            CHATOPS_IDEMPOTENCY_KEY=ctx.idempotency_key,
+        )
+        return env
 
-async def _read_capped(proc: asyncio.subprocess.Process) -> str:
+
+async def _start(command: str, *, cwd: str | None, env: dict[str, str], action: str) -> Process:
+    """Start `/bin/sh -c command` in its own process group, and never lose the process.
+
+    A cancellation can land after the fork but before `create_subprocess_exec` returns;
+    the caller would never learn the pid and the command would run on. So the start runs
+    in its own task, shielded: on cancellation it is waited for, and what it started is
+    killed and reaped before the cancellation goes on.
+    """
+    start = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            "/bin/sh",
+            "-c",
+            command,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+            cwd=cwd,
+            env=env,
+            start_new_session=True,  # its own process group, so a timeout kills children too
+        )
+    )
+    try:
+        return await asyncio.shield(start)
+    except asyncio.CancelledError:
+        await _outlast(start)
+        if not start.cancelled() and start.exception() is None:
+            await _stop(start.result())
+        raise
+    except OSError as e:  # no /bin/sh, a missing or forbidden cwd
+        raise ActionError(f"{action} could not start: {e}") from None
+
+
+async def _stop(proc: Process) -> None:
+    """Kill the command's process group and wait until it is reaped.
+
+    Only for a caller that is handling a cancellation and re-raises it afterwards: a
+    further cancellation meanwhile is absorbed, so that nothing is left running.
+    """
+    _kill_group(proc)
+    await _outlast(asyncio.ensure_future(proc.wait()))
+
+
+async def _outlast(future: asyncio.Future[Any]) -> None:
+    """Wait until `future` is done, absorbing cancellations (see `_stop`)."""
+    while not future.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait([future])  # unlike wait_for, never cancels what it waits for
+
+
+async def _read_capped(proc: Process) -> str:
     """Read all output, keeping the head and tail so huge output cannot exhaust memory."""
     assert proc.stdout is not None
     head = bytearray()
@@ -153,7 +221,7 @@ async def _read_capped(proc: asyncio.subprocess.Process) -> str:
     return text + tail.decode("utf-8", "replace")
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
+def _kill_group(proc: Process) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except ProcessLookupError:
@@ -164,6 +232,11 @@ class HttpAction(ConfiguredAction):
     """An HTTP call; URL parameters are percent-encoded, non-2xx fails."""
 
     cfg: HttpActionConfig
+
+    def _checks(self) -> dict[str, Check]:
+        urls = [self.cfg.url] + ([self.cfg.undo.url] if self.cfg.undo else [])
+        in_url = set().union(*(inspect(u, "url").variables for u in urls))
+        return {p: _not_a_dot_segment for p in self.cfg.params if p in in_url}
 
     async def run(self, ctx: ActionContext, args: BaseModel) -> ActionResult:
         params = args.model_dump()
@@ -188,6 +261,8 @@ class HttpAction(ConfiguredAction):
         self, spec: HttpRequestSpec, params: dict[str, Any], ctx: ActionContext
     ) -> tuple[int, str, Any]:
         url = render_url(spec.url, params)
+        if departure := url_departure(spec.url, url):
+            raise ActionError(f"{self.name}: refused: {departure}")
         headers = {k: render_text(v, params) for k, v in spec.headers.items()}
         headers.setdefault("Idempotency-Key", ctx.idempotency_key)
         kwargs: dict[str, Any] = {"headers": headers}
@@ -213,6 +288,20 @@ class HttpAction(ConfiguredAction):
         except ValueError:
             parsed = None
         return response.status_code, text, parsed
+
+
+def _not_an_option(value: Any) -> Any:
+    if shell.text(value).startswith("-"):
+        raise PydanticCustomError(
+            "leading_dash", "must not start with '-': the command would read it as an option"
+        )
+    return value
+
+
+def _not_a_dot_segment(value: Any) -> Any:
+    if shell.text(value) in (".", ".."):
+        raise PydanticCustomError("dot_segment", "cannot be '.' or '..': it is part of the URL")
+    return value
 
 
 def _truncate(text: str, limit: int, keep: str = "head") -> str:

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 from agent_doubles import RecordingChat
+from pydantic import ValidationError
 
 from agents.actions.base import ActionContext, Requester
 from agents.actions.configured import OUTPUT_HEAD, OUTPUT_TAIL, CommandAction, build
@@ -126,6 +127,56 @@ async def test_idempotency_key_and_run_are_in_the_environment(tmp_path: Path, db
     assert result.output == "exit status 0\nchatops-7-call-9 7 ops"
 
 
+async def test_a_command_gets_a_minimal_environment_and_never_the_bots_credentials(
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-fake-bot-token")
+    monkeypatch.setenv("SLACK_SIGNING_SECRET", "fake-signing-secret")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-fake-openai-key")
+    monkeypatch.setenv("DATABASE_URL", "postgresql://chatops:secret@db/chatops")
+    monkeypatch.setenv("SOMETHING_ELSE", "x")
+    monkeypatch.setenv("KUBECONFIG", "/etc/kube/config")
+    monkeypatch.setenv("HOME", "/home/ops")
+    monkeypatch.setenv("LANG", "C.UTF-8")
+    monkeypatch.setenv("TZ", "Europe/Paris")
+    action = _action(tmp_path, run="env", env=["KUBECONFIG"])
+
+    result = await action.run(_ctx(db, key="chatops-7-call-2"), action.args_model.model_validate({}))
+
+    seen = dict(line.split("=", 1) for line in result.output.splitlines()[1:])
+    seen.pop("PWD", None)  # the shell's own
+    assert seen == {
+        "PATH": os.environ["PATH"],
+        "HOME": "/home/ops",
+        "LANG": "C.UTF-8",
+        "TZ": "Europe/Paris",
+        "KUBECONFIG": "/etc/kube/config",
+        "CHATOPS_RUN_ID": "7",
+        "CHATOPS_AGENT": "ops",
+        "CHATOPS_IDEMPOTENCY_KEY": "chatops-7-call-2",
+    }
+    assert "fake" not in result.output and "secret" not in result.output
+
+
+async def test_unset_base_variables_are_not_invented(
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("HOME", "LANG", "TZ"):
+        monkeypatch.delenv(name, raising=False)
+    action = _action(tmp_path, run="env")
+    result = await action.run(_ctx(db), action.args_model.model_validate({}))
+    names = {line.split("=", 1)[0] for line in result.output.splitlines()[1:]} - {"PWD"}
+    assert names == {"PATH", "CHATOPS_RUN_ID", "CHATOPS_AGENT", "CHATOPS_IDEMPOTENCY_KEY"}
+
+
+async def test_a_command_that_cannot_start_is_an_action_error(tmp_path: Path, db: Database) -> None:
+    action = _action(tmp_path / "gone", run="true")
+    with pytest.raises(ActionError) as info:
+        await action.run(_ctx(db), action.args_model.model_validate({}))
+    assert str(info.value).startswith("cmd could not start: [Errno 2] No such file or directory")
+    assert not info.value.transient
+
+
 async def test_nonzero_exit_is_an_action_error_with_status_and_output_tail(
     tmp_path: Path, db: Database
 ) -> None:
@@ -185,6 +236,44 @@ async def test_cancelling_a_command_propagates_and_kills_the_process_group(
     assert isinstance(outcome, asyncio.CancelledError), f"cancellation became {outcome!r}"
 
 
+async def test_a_cancellation_during_the_start_of_a_command_leaves_no_process(
+    tmp_path: Path, db: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cancellation lands while `create_subprocess_exec` has forked but not yet returned.
+
+    The start is held open at that point (the child exists, the call has not returned) until
+    the task has been cancelled: without protection the caller never learns the pid, and the
+    command's whole process group runs on.
+    """
+    real_start = asyncio.create_subprocess_exec
+    spawned: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    release = asyncio.Event()
+
+    async def slow_start(*args: Any, **kwargs: Any) -> asyncio.subprocess.Process:
+        proc = await real_start(*args, **kwargs)
+        spawned.set_result(proc.pid)
+        await release.wait()  # still "starting" when the cancellation arrives
+        return proc
+
+    monkeypatch.setattr(asyncio, "create_subprocess_exec", slow_start)
+    action = _action(tmp_path, run="sleep 30 & echo $! > child.pid; wait", timeout=60)
+    task = asyncio.create_task(action.run(_ctx(db), action.args_model.model_validate({})))
+    leader = await spawned
+    child = int(await _wait_for_file(tmp_path / "child.pid"))
+
+    task.cancel()  # delivered at once: the task waits inside the start
+    release.set()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+
+    assert _gone(leader), "the shell outlived the cancellation"
+    for _ in range(100):
+        if _gone(child):
+            break
+        await asyncio.sleep(0.02)
+    assert _gone(child), "the command's child outlived the cancellation"
+
+
 async def test_huge_output_is_truncated_and_stays_small(tmp_path: Path, db: Database) -> None:
     size = 50_000_000
     action = _action(tmp_path, run=f"yes | head -c {size}", timeout=30)
@@ -236,23 +325,72 @@ def test_arguments_model_follows_params(tmp_path: Path) -> None:
         params={
             "service": {"type": "string", "pattern": "^[a-z]+$"},
             "count": "integer",
-            "env": {"type": "string", "enum": ["prod", "staging"]},
+            "stage": {"type": "string", "enum": ["prod", "staging"]},
             "force": {"type": "boolean", "required": False},
         },
     )
-    ok = action.args_model.model_validate({"service": "web", "count": 2, "env": "prod"})
-    assert ok.model_dump() == {"service": "web", "count": 2, "env": "prod", "force": None}
+    ok = action.args_model.model_validate({"service": "web", "count": 2, "stage": "prod"})
+    assert ok.model_dump() == {"service": "web", "count": 2, "stage": "prod", "force": None}
     for bad in (
-        {"service": "Web!", "count": 2, "env": "prod"},
-        {"service": "web", "count": "two", "env": "prod"},
-        {"service": "web", "count": 2, "env": "dev"},
-        {"count": 2, "env": "prod"},
+        {"service": "Web!", "count": 2, "stage": "prod"},
+        {"service": "web", "count": "two", "stage": "prod"},
+        {"service": "web", "count": 2, "stage": "dev"},
+        {"count": 2, "stage": "prod"},
     ):
         with pytest.raises(ValueError):
             action.args_model.model_validate(bad)
     schema = action.tool()["function"]["parameters"]
-    assert set(schema["required"]) == {"service", "count", "env"}
+    assert set(schema["required"]) == {"service", "count", "stage"}
     assert os.environ.get("CHATOPS_IDEMPOTENCY_KEY") is None  # never leaks into this process
+
+
+OPTION = "must not start with '-': the command would read it as an option"
+
+
+@pytest.mark.parametrize(
+    ("params", "value"),
+    [
+        ({"file": "string"}, "-rf"),
+        ({"file": "string"}, "--output=/etc/passwd"),
+        ({"file": "string"}, "-"),
+        ({"file": "integer"}, -5),
+        ({"file": "number"}, -0.5),
+        ({"file": {"type": "string", "required": False}}, "-x"),
+    ],
+)
+def test_a_value_starting_with_a_dash_is_refused_as_an_argument(
+    tmp_path: Path, params: dict[str, Any], value: Any
+) -> None:
+    action = _action(tmp_path, params=params, run="rm -- {{ file }}")
+    with pytest.raises(ValidationError) as info:
+        action.args_model.model_validate({"file": value})
+    [error] = info.value.errors()
+    assert (error["loc"], error["msg"]) == (("file",), OPTION)
+
+
+def test_values_that_are_not_options_and_explicit_permission_pass(tmp_path: Path) -> None:
+    action = _action(
+        tmp_path,
+        run="grep -e {{ word }} -- {{ file }} | head -n {{ count }}",
+        params={
+            "word": {"type": "string", "allow_leading_dash": True},
+            "file": "string",
+            "count": "integer",
+            "mode": {"type": "string", "enum": ["-v", "-q"], "required": False},
+            "note": {"type": "string", "required": False},
+        },
+    )
+    args = action.args_model.model_validate({"word": "-v", "file": "a-b -c", "count": 0, "mode": "-q"})
+    assert args.model_dump() == {"word": "-v", "file": "a-b -c", "count": 0, "mode": "-q", "note": None}
+
+
+async def test_a_refused_value_never_reaches_the_command(tmp_path: Path, db: Database) -> None:
+    """`touch {{ name }}` with `--no-create` would create nothing and succeed: it is refused first."""
+    action = _action(tmp_path, params={"name": "string"}, run="touch {{ name }}")
+    with pytest.raises(ValidationError):
+        action.args_model.model_validate({"name": "--no-create"})
+    await action.run(_ctx(db), action.args_model.model_validate({"name": "x-y"}))
+    assert _files(tmp_path) == ["x-y"]
 
 
 VALUE = "a \"b\" 'c' $(touch pwned) `touch pwned2` \\ $HOME"

@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from agent_doubles import RecordingChat
 from aiohttp import web
+from pydantic import ValidationError
 
 from agents.actions.base import ActionContext, Requester
 from agents.actions.configured import HttpAction, build
@@ -205,3 +206,61 @@ async def test_failing_undo_request_raises(api: FakeApi, db: Database) -> None:
     assert result.undo is not None
     with pytest.raises(ActionError, match="HTTP 500"):
         await action.compensate(_ctx(db), result.undo)
+
+
+DOT = "cannot be '.' or '..': it is part of the URL"
+
+
+@pytest.mark.parametrize("value", [".", ".."])
+def test_a_url_parameter_cannot_be_a_dot_segment(value: str) -> None:
+    action = _action(
+        url="https://api.example/orders/{{ order }}/refund",
+        params={"order": "string", "note": "string"},
+        undo={"url": "https://api.example/refunds/{{ response.id }}"},
+    )
+    action_with_undo_param = _action(
+        url="https://api.example/orders",
+        params={"by": "string"},
+        undo={"url": "https://api.example/refunds/{{ by }}"},
+    )
+    with pytest.raises(ValidationError) as info:
+        action.args_model.model_validate({"order": value, "note": "x"})
+    assert [(e["loc"], e["msg"]) for e in info.value.errors()] == [(("order",), DOT)]
+    with pytest.raises(ValidationError):
+        action_with_undo_param.args_model.model_validate({"by": value})
+    # A parameter outside the URL may be anything; dots inside a segment are fine.
+    action.args_model.model_validate({"order": "..a", "note": ".."})
+
+
+@pytest.mark.parametrize(
+    ("template", "params"),
+    [
+        ("/orders/{{ order | trim }}/refund", {"order": " .. "}),  # a filter makes ".." after the check
+        ("/orders/{{ order }}{{ tail }}", {"order": ".", "tail": "."}),  # arguments not checked
+    ],
+)
+async def test_a_rendered_url_that_leaves_its_prefix_is_refused(
+    api: FakeApi, db: Database, template: str, params: dict[str, str]
+) -> None:
+    """The check where the request is sent holds even when the arguments' own check did not."""
+    action = _action(url=api.base + template, params={k: "string" for k in params})
+    with pytest.raises(ActionError) as info:
+        await action.run(_ctx(db), action.args_model.model_construct(**params))
+    assert str(info.value) == (
+        "api_call: refused: a '.' or '..' segment in the URL path would change the path"
+    )
+    assert not info.value.transient
+    assert api.received == []
+
+
+async def test_an_undo_url_from_the_response_cannot_leave_its_prefix(api: FakeApi, db: Database) -> None:
+    api.replies[("POST", "/silences")] = (201, {"id": ".."})
+    action = _action(
+        url=api.base + "/silences",
+        undo={"method": "DELETE", "url": api.base + "/silences/{{ response.id }}"},
+    )
+    result = await action.run(_ctx(db), action.args_model.model_validate({}))
+    assert result.undo is not None
+    with pytest.raises(ActionError, match=r"^api_call: refused: a '\.' or '\.\.' segment"):
+        await action.compensate(_ctx(db), result.undo)
+    assert [r.raw_path for r in api.received] == ["/silences"]  # not DELETE / (the .. resolved)

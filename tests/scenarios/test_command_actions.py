@@ -10,8 +10,9 @@ from fakes import slack_events as ev
 from storage.models import RunStatus
 
 
-def _config(notes: Path) -> str:
+def _config(notes: Path, *, allow_leading_dash: bool = False) -> str:
     target = shlex.quote(str(notes))
+    dash = str(allow_leading_dash).lower()
     return f"""
 [[agents]]
 name = "ops"
@@ -22,7 +23,7 @@ actions = ["append_line"]
 name = "append_line"
 description = "Append one line to the team's notes file"
 kind = "command"
-params = {{ line = "string" }}
+params = {{ line = {{ type = "string", allow_leading_dash = {dash} }} }}
 run = '''printf '%s %s\\n' "$CHATOPS_RUN_ID" {{{{ line }}}} >> {target}'''
 undo = '''printf 'undo %s\\n' {{{{ line }}}} >> {target}'''
 timeout = 10
@@ -47,7 +48,8 @@ async def test_a_command_action_runs_for_real(start_desk, tmp_path):
 
 async def test_shell_injection_in_a_parameter_is_written_literally(start_desk, tmp_path):
     notes = tmp_path / "notes.txt"
-    desk = await start_desk(_config(notes), model=True)
+    # The value follows printf's format, so a leading "-" is harmless here: the operator allows it.
+    desk = await start_desk(_config(notes, allow_leading_dash=True), model=True)
     attempts = [
         "x; touch pwned1",
         "$(touch pwned2)",
@@ -71,6 +73,46 @@ async def test_shell_injection_in_a_parameter_is_written_literally(start_desk, t
     results = desk.model.tool_results(len(attempts))
     assert len(results) == len(attempts)
     assert all(r.startswith("exit status 0") for r in results), results
+
+
+async def test_a_value_that_would_be_an_option_goes_back_to_the_model_and_nothing_runs(start_desk, tmp_path):
+    notes = tmp_path / "notes.txt"
+    show_lines = f"""
+[[actions]]
+name = "show_lines"
+description = "Show the last lines of the notes"
+kind = "command"
+params = {{ count = "integer" }}
+run = "tail -n {{{{ count }}}} {shlex.quote(str(notes))}"
+read_only = true
+"""
+    config = _config(notes).replace('actions = ["append_line"]', 'actions = ["append_line", "show_lines"]')
+    desk = await start_desk(config + show_lines, model=True)
+    desk.model.call("append_line", {"line": "--version"})
+    desk.model.call("show_lines", {"count": -5})
+    desk.model.call("append_line", {"line": "a line -- with dashes"})
+    desk.model.answer("Done.")
+    await desk.send.event(ev.app_mention("<@UBOT> note the version"))
+
+    run = await desk.only_run()
+    assert run.status == RunStatus.succeeded, run.error
+    first, second, third = (desk.model.tool_results(i)[-1] for i in (1, 2, 3))
+    assert first == (
+        "error: invalid arguments for append_line: "
+        "line: must not start with '-': the command would read it as an option"
+    )
+    assert second == (
+        "error: invalid arguments for show_lines: "
+        "count: must not start with '-': the command would read it as an option"
+    )
+    assert third.startswith("exit status 0")
+    assert notes.read_text() == f"{run.id} a line -- with dashes\n"  # only the third call ran
+    steps = [s for s in await desk.steps(run.id) if s.kind == "action"]
+    assert [(s.name, s.status) for s in steps] == [
+        ("append_line", "rejected"),
+        ("show_lines", "rejected"),
+        ("append_line", "succeeded"),
+    ]
 
 
 async def test_a_failing_command_is_reported_to_the_model_and_in_the_thread(start_desk, tmp_path):

@@ -36,7 +36,16 @@ class ActionTimeoutError(ActionError):
 
 
 class ModelError(ChatopsError):
-    """The model could not give an answer (after retries)."""
+    """The model could not give an answer (after the client's retries).
+
+    `transient`: the server could not be reached or was overloaded (a timeout, a refused
+    connection, HTTP 429 or 5xx), so the same request may succeed later; otherwise the
+    server refused the request itself and asking again cannot help.
+    """
+
+    def __init__(self, message: str, *, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 class LeftInPlace(ActionError):

@@ -19,7 +19,8 @@ from agents.model import ToolCall
 from agents.runtime import Runtime
 from storage import approvals, journal, locks
 from storage.clock import now
-from storage.models import ApprovalStatus, Step, StepKind, StepStatus
+from storage.models import ApprovalStatus, Step, StepKind, StepStatus, WaitKind
+from storage.runs import Wait
 
 log = logging.getLogger(__name__)
 
@@ -115,27 +116,30 @@ class Executor:
         """Run the action of a journaled intent and journal its result."""
         assert step.id is not None and step.idempotency_key is not None
         ctx = self.context(step.idempotency_key)
+        clean = self.rt.redactor
         status, reply = StepStatus.failed, ""
         fields: dict[str, Any] = {}
         started = time.monotonic()
         try:
             result = await action.run(ctx, args)
         except ActionError as e:
-            fields = {"error": str(e)}
-            reply = f"error: {e}"
+            fields = {"error": clean.clean(str(e))}
+            reply = f"error: {fields['error']}"
         except Exception as e:  # broad on purpose: a bug in one action must not kill the run
             log.exception("action %s failed unexpectedly (run #%s)", action.name, self.run_id)
             fields = {"error": f"internal error in {action.name}: {type(e).__name__}"}
             reply = f"error: internal error in {action.name}"
         else:
+            # What the model reads and people see is cleaned of secrets here, before the journal
+            # keeps it; the undo data stays as it is (only the compensation reads it).
             status = StepStatus.succeeded
             fields = {
-                "output": result.output,
+                "output": clean.clean(result.output),
                 "undo": result.undo,
-                "data": {"summary": result.summary, **result.data},
+                "data": clean.clean_data({"summary": result.summary, **result.data}),
                 "reversible": action.reversible and (result.undo is not None or action.read_only),
             }
-            reply = result.output
+            reply = fields["output"]
         metrics.STEP_SECONDS.labels("action").observe(time.monotonic() - started)
         if status is StepStatus.failed:
             fields["output"] = reply
@@ -154,7 +158,12 @@ class Executor:
         if await locks.would_deadlock(session=session, run_id=self.run_id, holder=holder):
             raise gate.Deadlock(resource, holder)
         reason = locks.wait_reason(resource, holder)
-        await gate.wait(session=session, run_id=self.run_id, worker_id=self.rt.worker_id, reason=reason)
+        await gate.wait(
+            session=session,
+            run_id=self.run_id,
+            worker_id=self.rt.worker_id,
+            wait=Wait(WaitKind.resource, resource, reason),
+        )
         return reason
 
     def autonomy(self, action: Action) -> tuple[str, str]:
@@ -205,7 +214,10 @@ class Executor:
                 assert approval.id is not None
                 stop = gate.AwaitingApproval(approval.id, action.name)
                 await gate.wait(
-                    session=session, run_id=self.run_id, worker_id=self.rt.worker_id, reason=str(stop)
+                    session=session,
+                    run_id=self.run_id,
+                    worker_id=self.rt.worker_id,
+                    wait=Wait(WaitKind.approval, str(approval.id), str(stop)),
                 )
         if stop is not None:
             raise stop

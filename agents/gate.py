@@ -7,7 +7,8 @@ from datetime import timedelta
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import controls, runs
-from storage.models import RunStatus
+from storage.models import RunStatus, WaitKind
+from storage.runs import Wait
 
 
 class Interrupted(Exception):
@@ -74,17 +75,18 @@ async def stop(
     pause = await controls.paused_scope(session=session, agent=agent)
     if pause is not None:
         paused = Paused(pause.scope)
-        await wait(session=session, run_id=run_id, worker_id=worker_id, reason=str(paused))
+        await wait(
+            session=session,
+            run_id=run_id,
+            worker_id=worker_id,
+            wait=Wait(WaitKind.paused, pause.scope, str(paused)),
+        )
         return paused
     return None
 
 
-async def wait(*, session: AsyncSession, run_id: int, worker_id: str, reason: str) -> None:
-    """Give the run up as waiting (paused, approval, resource), fenced by the lease."""
+async def wait(*, session: AsyncSession, run_id: int, worker_id: str, wait: Wait) -> None:
+    """Give the run up as waiting (paused, approval, resource...), fenced by the lease."""
     await runs.release(
-        session=session,
-        run_id=run_id,
-        worker_id=worker_id,
-        status=RunStatus.waiting,
-        wait_reason=reason[:255],
+        session=session, run_id=run_id, worker_id=worker_id, status=RunStatus.waiting, wait=wait
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import time
+from datetime import timedelta
 from typing import Any
 
 from agents import gate, logcontext, metrics
@@ -21,12 +22,15 @@ from agents.runtime import Runtime
 from agents.templating import render_text
 from storage import journal, requests, runs
 from storage.clock import now
-from storage.models import RunStatus, Step, StepKind, StepStatus
+from storage.models import Run, RunStatus, Step, StepKind, StepStatus, WaitKind
+from storage.runs import Wait
 
 log = logging.getLogger(__name__)
 
 STOPPED_FOR_HUMAN = "needs a human"
 OFFLINE_NOTE = "\n_(written by the offline planner)_"
+MODEL_RETRY_FIRST = 5.0  # seconds before the first retry of an unreachable model; doubled each time
+MODEL_RETRY_MAX = 60.0
 
 
 class RunLoop:
@@ -43,6 +47,9 @@ class RunLoop:
         if run is None or request is None or run.worker_id != self.rt.worker_id:
             return
         self.run, self.request = run, request
+        if run.crashes >= self.rt.max_crashes and not run.undone_by:
+            await self._poisoned(run)
+            return
         logcontext.bind_run(agent=run.agent, channel=run.channel_id, thread=run.thread_ts)
         await self.rt.reporter.run_started(self.run_id)
         async with self.rt.db.read() as session:  # the thread may have just been created
@@ -87,7 +94,7 @@ class RunLoop:
         messages = self._conversation(steps)
         if not await self._reconcile(steps, messages):
             return
-        count = sum(1 for s in steps if s.kind in (StepKind.model, StepKind.action))
+        count = sum(1 for s in steps if _counted(s))
         for call in self._pending_calls(steps):
             messages.append(await self._tool(call))
             count += 1
@@ -148,9 +155,16 @@ class RunLoop:
             metrics.MODEL_SECONDS.labels(planner.label).observe(time.monotonic() - started)
             async with self.rt.db.write() as session:
                 await journal.finish_step(
-                    session=session, step_id=step.id, status=StepStatus.failed, error=str(e)
+                    session=session,
+                    step_id=step.id,
+                    status=StepStatus.failed,
+                    error=str(e),
+                    data={"transient": e.transient},
                 )
-            await self._finish(RunStatus.failed, error=f"the model could not answer: {e}")
+            if e.transient:
+                await self._wait_for_model(e)
+            else:
+                await self._finish(RunStatus.failed, error=f"the model could not answer: {e}")
             return None
         elapsed = time.monotonic() - started
         metrics.MODEL_SECONDS.labels(planner.label).observe(elapsed)
@@ -163,7 +177,7 @@ class RunLoop:
                 step_id=step.id,
                 status=StepStatus.succeeded,
                 output=turn.content,
-                data={"message": turn.message()},
+                data={"message": turn.message(), **({} if turn.understood else {"understood": False})},
                 prompt_tokens=turn.prompt_tokens,
                 completion_tokens=turn.completion_tokens,
             )
@@ -176,6 +190,34 @@ class RunLoop:
         await self.rt.reporter.run_progressed(self.run_id)
         return turn
 
+    async def _wait_for_model(self, error: ModelError) -> None:
+        """The model server is unreachable (after the client's own retries): wait it out,
+        trying again with backoff, for `model_outage`; then fail (and roll back per policy).
+
+        Everything is derived from the journal: the outage began with the first of the
+        failed model turns since the last one that answered.
+        """
+        async with self.rt.db.read() as session:
+            steps = await journal.steps_of(session=session, run_id=self.run_id)
+        failures = _outage(steps)
+        since = failures[0].started_at
+        lasted = now() - since
+        if lasted >= self.rt.model_outage:
+            minutes = self.rt.model_outage.total_seconds() / 60
+            await self._finish(
+                RunStatus.failed,
+                error=f"the model could not be reached for {minutes:g} minute{'s' * (minutes != 1)} "
+                f"({len(failures)} tries): {error}",
+            )
+            return
+        delay = min(MODEL_RETRY_FIRST * 2 ** (len(failures) - 1), MODEL_RETRY_MAX)
+        wake = now() + timedelta(seconds=delay)
+        reason = (
+            f"the model cannot be reached since {since:%H:%M:%S} UTC ({error}); "
+            f"trying again at {wake:%H:%M:%S} UTC"
+        )
+        await self._wait(Wait(WaitKind.model, None, reason, wake_at=wake))
+
     async def _conclude(self, answer: str) -> None:
         """The model answered without tool calls: the run is done, well or not."""
         async with self.rt.db.read() as session:
@@ -184,6 +226,10 @@ class RunLoop:
         if failed:
             names = ", ".join(f"{s.name} (step {s.seq}): {s.error}" for s in failed)
             await self._finish(RunStatus.failed, outcome=answer, error=f"an action failed: {names}")
+            return
+        nothing = _did_nothing(steps)
+        if nothing is not None:
+            await self._finish(RunStatus.no_action, outcome=answer, error=nothing)
         else:
             await self._finish(RunStatus.succeeded, outcome=answer)
 
@@ -220,9 +266,13 @@ class RunLoop:
                 messages.append({"role": "tool", "tool_call_id": step.tool_call_id, "content": reply})
                 continue
             await self._wait(
-                f"{STOPPED_FOR_HUMAN}: step {step.seq} ({step.name}) was interrupted and its result "
-                "is unknown; it is not safe to run it again. Check its effect, then undo or "
-                "resume this run."
+                Wait(
+                    WaitKind.human,
+                    str(step.seq),
+                    f"{STOPPED_FOR_HUMAN}: step {step.seq} ({step.name}) was interrupted and its result "
+                    "is unknown; it is not safe to run it again. Check its effect, then undo or "
+                    "resume this run.",
+                )
             )
             return False
         return True
@@ -280,9 +330,26 @@ class RunLoop:
             f"Run: #{self.run_id}."
         )
 
-    async def _wait(self, reason: str) -> None:
+    async def _poisoned(self, run: Run) -> None:
+        """The run crashed its worker `max_crashes` times: fail it (rolled back per its agent's
+        policy) rather than resume it forever. Kept small on purpose: whatever crashed the
+        worker may be in the rest of the loop."""
+        self.agent = self.rt.config.agent(run.agent)  # type: ignore[assignment]
+        self.requester = Requester(
+            self.request.team_id, self.request.channel_id, self.request.user_id, run.thread_ts
+        )
+        log.error("run #%s crashed its worker %d times; failing it", self.run_id, run.crashes)
+        await self._finish(
+            RunStatus.failed,
+            error=(
+                f"this run crashed its worker {run.crashes} times (a bug, or a step that kills the "
+                "process), so it was stopped instead of tried again"
+            ),
+        )
+
+    async def _wait(self, wait: Wait) -> None:
         async with self.rt.db.write() as session:
-            await gate.wait(session=session, run_id=self.run_id, worker_id=self.rt.worker_id, reason=reason)
+            await gate.wait(session=session, run_id=self.run_id, worker_id=self.rt.worker_id, wait=wait)
         await self.rt.reporter.run_progressed(self.run_id)
 
     async def _finish(
@@ -327,6 +394,49 @@ class RunLoop:
         metrics.RUNS_FINISHED.labels(self.run.agent, RunStatus.rolled_back).inc()
         metrics.UNDOS.labels(self.run.agent).inc()
         await self.rt.reporter.run_finished(self.run_id)
+
+
+def _outage(steps: list[Step]) -> list[Step]:
+    """The model turns that failed to reach the model since the last one that answered."""
+    failures: list[Step] = []
+    for step in steps:
+        if step.kind != StepKind.model:
+            continue
+        if step.status == StepStatus.failed and (step.data or {}).get("transient"):
+            failures.append(step)
+        elif step.status == StepStatus.succeeded:
+            failures = []
+    return failures
+
+
+def _counted(step: Step) -> bool:
+    """A step that counts against max_steps: an action, or a model turn that answered."""
+    if step.kind == StepKind.action:
+        return True
+    return step.kind == StepKind.model and step.status == StepStatus.succeeded
+
+
+def _did_nothing(steps: list[Step]) -> str | None:
+    """Why a run that is ending did nothing, or None when it did something (or only talked).
+
+    Nothing was done when no action ran or was proposed, and either a call was refused
+    (rejected arguments, an unknown tool, an action customers may not reach) or the planner
+    could not make out the request. An answer with no calls at all is a conversation, and
+    succeeds.
+    """
+    actions = [s for s in steps if s.kind == StepKind.action]
+    if any(s.status in (StepStatus.succeeded, StepStatus.proposed, StepStatus.compensated) for s in actions):
+        return None
+    refused = [s for s in actions if s.status == StepStatus.rejected]
+    if refused:
+        why = "; ".join(f"{s.name}: {s.error}" for s in refused[-3:])
+        return f"Nothing was done: every call was refused ({why})."
+    last = next(
+        (s for s in reversed(steps) if s.kind == StepKind.model and s.status == StepStatus.succeeded), None
+    )
+    if last is not None and (last.data or {}).get("understood") is False:
+        return "Nothing was done: the request was not understood."
+    return None
 
 
 def _unrecovered_failures(steps: list[Step]) -> list[Step]:

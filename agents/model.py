@@ -39,6 +39,9 @@ class Turn:
     tool_calls: list[ToolCall] = field(default_factory=list)
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    understood: bool = True
+    """False when the planner says it could not make out the request (the offline planner's
+    help text): a run that ends there did nothing."""
 
     def message(self) -> dict[str, Any]:
         """The assistant message as the Chat Completions API takes it back."""
@@ -92,11 +95,14 @@ class OpenAIPlanner:
             # CPU per turn at 8 messages (docs/benchmarks.md, "Where the time goes").
             response = await self.client.post("/chat/completions", body=kwargs, cast_to=ChatCompletion)
         except openai.APIStatusError as e:
-            raise ModelError(f"the model server answered HTTP {e.status_code}: {_brief(e)}") from None
+            overloaded = e.status_code == 429 or e.status_code >= 500
+            raise ModelError(
+                f"the model server answered HTTP {e.status_code}: {_brief(e)}", transient=overloaded
+            ) from None
         except openai.APITimeoutError:
-            raise ModelError("the model did not answer in time") from None
+            raise ModelError("the model did not answer in time", transient=True) from None
         except openai.APIConnectionError:
-            raise ModelError("could not reach the model server") from None
+            raise ModelError("could not reach the model server", transient=True) from None
         except openai.OpenAIError as e:
             raise ModelError(f"model error: {type(e).__name__}: {_brief(e)}") from None
         if not response.choices:

@@ -140,7 +140,7 @@ class OfflinePlanner:
                     planned = (name, _plain(name, m, requester))
                     break
         if planned is None:
-            return Turn(content=self._help(names))
+            return Turn(content=self._help(names), understood=False)
         name, args = planned
         n = sum(1 for m in messages if m["role"] == "assistant")
         return Turn(

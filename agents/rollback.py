@@ -93,6 +93,7 @@ async def _compensate(rt: Runtime, step: Step, *, agent: str, requester: Request
         ok, text = False, f"{_summary(step)}: the undo failed (internal error: {type(e).__name__})"
     else:
         ok = True
+    text = rt.redactor.clean(text)
     async with rt.db.write() as session:
         await journal.finish_step(
             session=session,

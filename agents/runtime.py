@@ -10,6 +10,7 @@ from agents.actions.registry import Registry
 from agents.config import AgentConfig, Config
 from agents.model import Planner
 from agents.ports import Chat, Reporter
+from agents.redaction import Redactor
 from storage.engine import Database
 
 
@@ -31,3 +32,9 @@ class Runtime:
     """This process's identity in leases."""
     lease: timedelta = field(default=timedelta(seconds=30))
     """How long a claim lasts without a heartbeat."""
+    model_outage: timedelta = field(default=timedelta(minutes=10))
+    """How long a run waits out an unreachable model (retrying with backoff) before it fails."""
+    max_crashes: int = 3
+    """A run that crashed its worker this many times is failed instead of tried again."""
+    redactor: Redactor = field(default_factory=Redactor)
+    """Cleans tool output of secrets before it is journaled or shown to the model."""

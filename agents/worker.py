@@ -148,8 +148,13 @@ class Worker:
             log.warning("run #%s: lease lost to another worker; stopping here", run_id)
         except asyncio.CancelledError:
             raise
-        except Exception:  # broad on purpose: the run stays leased and is retried after expiry
-            log.exception("run #%s crashed in the worker; it will resume when its lease expires", run_id)
+        except Exception:  # broad on purpose: a crash is counted, and the run tried again
+            log.exception("run #%s crashed in the worker; it will be tried again", run_id)
+            try:
+                async with self.rt.db.write() as session:
+                    await runs.record_crash(session=session, run_id=run_id, worker_id=self.rt.worker_id)
+            except Exception:  # broad on purpose: then it is tried again when its lease expires
+                log.exception("run #%s: recording the crash failed", run_id)
         finally:
             self.tasks.pop(run_id, None)
             self._wake.set()

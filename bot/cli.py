@@ -12,7 +12,8 @@ from datetime import date
 
 from agents.config import load_config
 from agents.errors import ConfigError
-from bot import logs, render
+from bot import logs
+from bot.redaction import redactor_for
 from bot.settings import Settings
 
 
@@ -29,7 +30,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sub.add_parser("console", help="the local console workspace")
     summary = sub.add_parser("summary", help="post the daily summary now")
     summary.add_argument(
-        "--date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: yesterday)"
+        "--date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today so far)"
     )
     summary.add_argument("--force", action="store_true", help="post again even if already posted")
     sub.add_parser("migrate", help="create or upgrade the database schema")
@@ -38,9 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         settings = Settings()
         quiet = args.command == "console" or (args.command == "run" and not settings.slack_http)
-        logs.setup(quiet=quiet, secrets=settings.secrets())
-        render.set_redactor(logs.Redactor(settings.secrets()).clean)
-        load_config(settings.config_path())  # fail before anything starts
+        config = load_config(settings.config_path())  # fail before anything starts
+        logs.setup(quiet=quiet, redactor=redactor_for(settings, config))
     except ConfigError as e:
         print(f"chatops: {e}", file=sys.stderr)
         return 2

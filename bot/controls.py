@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from datetime import date
 
 from agents.config import Config
-from agents.loop import STOPPED_FOR_HUMAN
 from bot.commands import Command
 from bot.presenter import Presenter
 from bot.summary import Summaries
@@ -23,7 +22,7 @@ from storage import approvals, audit, controls, journal, runs
 from storage.clock import now
 from storage.controls import ALL
 from storage.engine import Database
-from storage.models import ApprovalStatus, Run, RunStatus
+from storage.models import ApprovalStatus, Run, RunStatus, WaitKind
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +106,7 @@ class Controls:
         if command.verb == "status":
             return await self.status()
         if command.verb == "summary":
-            day = date.fromisoformat(command.target) if command.target else None
+            day = date.fromisoformat(command.target) if command.target else self.summaries.today()
             result = await self.summaries.post(day, force=True, channel=where.channel_id)
             async with self.db.write() as session:
                 await audit.record(session=session, actor=user_id, action="summary", target=where.channel_id)
@@ -160,7 +159,7 @@ class Controls:
                 if await controls.set_paused(session=session, scope=s, paused=False, by_user=user_id)
             ]
             requeued = await runs.requeue_waiting(
-                session=session, wait_reason="paused", agent=None if scope == ALL else scope
+                session=session, kind=WaitKind.paused, agent=None if scope == ALL else scope
             )
             for s in changed:
                 await audit.record(session=session, actor=user_id, action="resume", target=_target(s))
@@ -192,7 +191,7 @@ class Controls:
             )
             if run is None or run.id is None or run.status != RunStatus.waiting:
                 return None
-            if not (run.wait_reason or "").startswith(STOPPED_FOR_HUMAN):
+            if run.wait_kind != WaitKind.human:
                 return None
             await journal.settle_intents(
                 session=session,

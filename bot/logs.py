@@ -1,41 +1,32 @@
 """Logging: structured lines with the run they are about; JSON when not on a terminal.
 
-Secrets never reach a log line: the configured tokens are redacted by value, and
-anything shaped like a Slack or OpenAI token is redacted by pattern.
+Secrets never reach a log line: the process's one Redactor (agents.redaction) cleans every
+record's message and traceback.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
 import sys
-from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from agents.logcontext import run_fields
-
-TOKEN_SHAPES = re.compile(r"\b(xox[abposr]-[A-Za-z0-9-]+|xapp-[A-Za-z0-9-]+|sk-[A-Za-z0-9_-]{8,})")
-REDACTED = "[redacted]"
+from agents.redaction import Redactor
 
 
-class Redactor(logging.Filter):
-    """Replaces secrets in the message and the traceback of every record."""
+class RedactingFilter(logging.Filter):
+    """Replaces secrets in the message and the traceback of every record (agents.redaction)."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, redactor: Redactor) -> None:
         super().__init__()
-        self.secrets = sorted({s for s in secrets if s and len(s) >= 6}, key=len, reverse=True)
-
-    def clean(self, text: str) -> str:
-        for secret in self.secrets:
-            text = text.replace(secret, REDACTED)
-        return TOKEN_SHAPES.sub(REDACTED, text)
+        self.redactor = redactor
 
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = self.clean(record.getMessage())
+        record.msg = self.redactor.clean(record.getMessage())
         record.args = None
         if record.exc_info:
-            record.exc_text = self.clean(logging.Formatter().formatException(record.exc_info))
+            record.exc_text = self.redactor.clean(logging.Formatter().formatException(record.exc_info))
             record.exc_info = None
         return True
 
@@ -71,7 +62,7 @@ class TextFormatter(logging.Formatter):
         return text
 
 
-def setup(*, quiet: bool, secrets: Iterable[str], json_lines: bool | None = None) -> None:
+def setup(*, quiet: bool, redactor: Redactor, json_lines: bool | None = None) -> None:
     """Configure the root logger once: level, format, redaction, run context."""
     handler = logging.StreamHandler(sys.stderr)
     use_json = (not sys.stderr.isatty()) if json_lines is None else json_lines
@@ -79,7 +70,7 @@ def setup(*, quiet: bool, secrets: Iterable[str], json_lines: bool | None = None
         JsonFormatter() if use_json else TextFormatter("%(asctime)s %(levelname)s %(name)s: %(message)s")
     )
     handler.addFilter(RunContext())
-    handler.addFilter(Redactor(secrets))
+    handler.addFilter(RedactingFilter(redactor))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if quiet else logging.INFO)

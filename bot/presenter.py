@@ -39,16 +39,27 @@ HEADERS = {
     RunStatus.running: ":gear: *{agent}* is working on this: run #{id}.",
     RunStatus.waiting: ":double_vertical_bar: Run #{id} ({agent}) is waiting: {reason}.",
     RunStatus.succeeded: ":white_check_mark: Run #{id} ({agent}) finished.",
+    RunStatus.no_action: ":warning: Run #{id} ({agent}) did nothing.",
     RunStatus.failed: ":x: Run #{id} ({agent}) failed.",
-    RunStatus.rolled_back: ":leftwards_arrow_with_hook: Run #{id} ({agent}) was rolled back.",
+    RunStatus.rolled_back: ":leftwards_arrow_with_hook: Run #{id} ({agent}) was undone.",
     RunStatus.cancelled: ":no_entry_sign: Run #{id} ({agent}) was cancelled.",
 }
+# A failed run its agent rolled back: a failure first (the undone ones use HEADERS).
+ROLLED_BACK_AFTER_FAILING = ":x: Run #{id} ({agent}) failed and was rolled back."
 FINAL_REACTION = {
     RunStatus.succeeded: "white_check_mark",
+    RunStatus.no_action: "warning",
     RunStatus.failed: "x",
     RunStatus.rolled_back: "leftwards_arrow_with_hook",
     RunStatus.cancelled: "no_entry_sign",
 }
+
+
+def final_reaction(run: Run) -> str:
+    """The reaction on the request once the run is final: ❌ for a failure, rolled back or not."""
+    if run.status == RunStatus.rolled_back and not run.undone_by:
+        return "x"
+    return FINAL_REACTION[RunStatus(run.status)]
 
 
 @dataclass
@@ -90,6 +101,8 @@ class RunView:
                 f":double_vertical_bar: *{r.agent}* took this: run #{r.id} is queued and waits "
                 f"because {self.paused_by} paused."
             )
+        if r.status == RunStatus.rolled_back and not r.undone_by:
+            return ROLLED_BACK_AFTER_FAILING.format(agent=r.agent, id=r.id)
         return HEADERS[RunStatus(r.status)].format(agent=r.agent, id=r.id, reason=r.wait_reason or "")
 
     @property
@@ -373,7 +386,7 @@ class Presenter:
             await runs.set_message_ts(session=session, run_id=run_id, field=field, ts=ts)
             if field == "undo_ts" and view.run.outcome_ts is None:  # undone before it had an outcome
                 await runs.set_message_ts(session=session, run_id=run_id, field="outcome_ts", ts=ts)
-        await self._react(view.run, view.request, FINAL_REACTION[RunStatus(view.run.status)])
+        await self._react(view.run, view.request, final_reaction(view.run))
 
     def _undo_message(self, view: RunView) -> Message:
         run = view.run

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,18 +24,10 @@ class Message:
     blocks: list[dict[str, Any]]
 
 
-_redact: Callable[[str], str] = lambda s: s  # noqa: E731
-
-
-def set_redactor(redact: Callable[[str], str]) -> None:
-    """Secrets in action output or errors never reach a Slack message (bot.logs.Redactor)."""
-    global _redact
-    _redact = redact
-
-
 def render(template: str, *, text: str, **context: Any) -> Message:
-    blocks = json.loads(_redact(_env.get_template(template).render(**context)))
-    return Message(text=_redact(text), blocks=blocks)
+    """A message from a template. Secrets are cleaned where it leaves: bot.redaction."""
+    blocks = json.loads(_env.get_template(template).render(**context))
+    return Message(text=text, blocks=blocks)
 
 
 def escape(text: str) -> str:

@@ -12,7 +12,9 @@ from datetime import date
 from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
+from agents.config import load_config
 from bot.http import build_web_app
+from bot.redaction import redactor_for
 from bot.services import Services, build_services
 from bot.settings import Settings
 from bot.slack_app import build_app
@@ -49,11 +51,23 @@ async def console(settings: Settings) -> int:
 
 def _slack(settings: Settings) -> tuple[Services, AsyncApp]:
     assert settings.slack_bot_token is not None
-    client = make_client(settings.slack_bot_token.get_secret_value(), settings.slack_api_url)
+    config = load_config(settings.config_path())
+    redactor = redactor_for(settings, config)
+    client = make_client(
+        settings.slack_bot_token.get_secret_value(), settings.slack_api_url, redactor=redactor
+    )
     health = SlackHealth()
-    services = build_services(settings, SlackSurface(client, on_failure=health.failed), slack_health=health)
+    services = build_services(
+        settings,
+        SlackSurface(client, on_failure=health.failed),
+        config=config,
+        slack_health=health,
+        redactor=redactor,
+    )
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
-    bolt = build_app(services.intake, services.controls, client=client, signing_secret=secret)
+    bolt = build_app(
+        services.intake, services.controls, client=client, signing_secret=secret, redactor=redactor
+    )
     return services, bolt
 
 
@@ -207,7 +221,7 @@ async def worker(settings: Settings) -> int:
 
 
 async def summary(settings: Settings, *, day: date | None, force: bool) -> int:
-    """Post the daily summary now; without Slack credentials, print it."""
+    """Post the summary of `day` (default: today so far) now; without Slack credentials, print it."""
     if settings.slack_bot_token is None:
         from bot.console import ConsoleSurface
 
@@ -217,7 +231,7 @@ async def summary(settings: Settings, *, day: date | None, force: bool) -> int:
         except SchemaOutOfDate as e:
             await services.close()
             return _refuse(e)
-        chosen = day or services.summaries.yesterday()
+        chosen = day or services.summaries.today()
         message = services.summaries.render(await services.summaries.report(chosen), chosen)
         print(message.text)
         await services.close()
@@ -225,7 +239,7 @@ async def summary(settings: Settings, *, day: date | None, force: bool) -> int:
     services, _ = _slack(settings)
     try:
         await services.db.check_schema()
-        print(f"chatops: {await services.summaries.post(day, force=force)}")
+        print(f"chatops: {await services.summaries.post(day or services.summaries.today(), force=force)}")
     except SchemaOutOfDate as e:
         return _refuse(e)
     finally:

@@ -13,11 +13,13 @@ from agents.actions.registry import Registry
 from agents.config import AgentConfig, Config, load_config
 from agents.model import OpenAIPlanner, Planner, make_client
 from agents.offline import OfflinePlanner
+from agents.redaction import Redactor
 from agents.runtime import Runtime
 from agents.worker import Worker, new_worker_id
 from bot.controls import Controls
 from bot.intake import Intake
 from bot.presenter import Presenter
+from bot.redaction import redactor_for
 from bot.settings import Settings
 from bot.summary import Summaries
 from bot.surface import Surface
@@ -89,8 +91,10 @@ def build_services(
     config: Config | None = None,
     db: Database | None = None,
     slack_health: SlackHealth | None = None,
+    redactor: Redactor | None = None,
 ) -> Services:
     config = config or load_config(settings.config_path())
+    redactor = redactor or redactor_for(settings, config)
     db = db or Database(settings.database_url)
     presenter = Presenter(db, surface, edit_interval=settings.chatops_edit_interval)
     planner_for, close_model = planner_factory(settings)
@@ -103,6 +107,9 @@ def build_services(
         reporter=presenter,
         worker_id=new_worker_id(),
         lease=timedelta(seconds=settings.chatops_lease_seconds),
+        model_outage=timedelta(minutes=settings.chatops_model_outage_minutes),
+        max_crashes=settings.chatops_max_crashes,
+        redactor=redactor,
     )
     worker = Worker(
         runtime, concurrency=settings.chatops_workers, poll_interval=settings.chatops_poll_seconds
@@ -110,7 +117,9 @@ def build_services(
     summaries = Summaries(db, config, surface)
     controls = Controls(db, config, surface, presenter, wake=worker.wake, summaries=summaries)
     intake = Intake(db, config, presenter, on_queued=worker.wake, role_of=controls.role_of)
-    watchdog = Watchdog(db, config, surface, slack_health or SlackHealth())
+    watchdog = Watchdog(
+        db, config, surface, slack_health or SlackHealth(), max_crashes=settings.chatops_max_crashes
+    )
     services = Services(
         settings, config, db, surface, presenter, runtime, worker, intake, controls, summaries, watchdog
     )

@@ -32,6 +32,10 @@ class Settings(BaseSettings):
     chatops_poll_seconds: float = Field(default=1.0, gt=0)
     chatops_edit_interval: float = Field(default=1.0, ge=0)
     """Seconds between two edits of one thread's status message."""
+    chatops_model_outage_minutes: float = Field(default=10.0, ge=0)
+    """How long a run waits out an unreachable model server before it fails."""
+    chatops_max_crashes: int = Field(default=3, ge=1, le=100)
+    """A run that crashed its worker this many times is failed (and rolled back per policy)."""
 
     def config_path(self) -> Path | None:
         """CHATOPS_CONFIG, else chatops.toml if present, else None (built-in defaults)."""

@@ -18,9 +18,11 @@ from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
+from agents.redaction import Redactor
 from bot.commands import Command, parse
 from bot.controls import Controls, Where
 from bot.intake import Incoming, Intake
+from bot.redaction import RedactingApp
 
 log = logging.getLogger(__name__)
 
@@ -36,8 +38,9 @@ def build_app(
     client: AsyncWebClient,
     signing_secret: str | None,
     authorize: Any = None,
+    redactor: Redactor | None = None,
 ) -> AsyncApp:
-    app = AsyncApp(
+    app = RedactingApp(
         client=client,
         signing_secret=signing_secret or "socket-mode-has-no-signing-secret",
         authorize=authorize,
@@ -45,6 +48,8 @@ def build_app(
         request_verification_enabled=signing_secret is not None,
         raise_error_for_unhandled_request=False,
     )
+    if redactor is not None:
+        app.redactor = redactor
 
     @app.event("app_mention")
     async def on_mention(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:

@@ -17,7 +17,7 @@ from bot.surface import Surface
 from storage import reports
 from storage.clock import now
 from storage.engine import Database
-from storage.models import ACTIVE_STATUSES, RunStatus
+from storage.models import RunStatus
 from storage.reports import DayReport
 
 log = logging.getLogger(__name__)
@@ -35,6 +35,9 @@ class Summaries:
     def yesterday(self) -> date:
         return (now().astimezone(self.tz) - timedelta(days=1)).date()
 
+    def today(self) -> date:
+        return now().astimezone(self.tz).date()
+
     def window(self, day: date) -> tuple[datetime, datetime]:
         """The day, midnight to midnight in the summary's time zone, as UTC instants."""
         start = datetime.combine(day, time(0), tzinfo=self.tz)
@@ -47,14 +50,17 @@ class Summaries:
             return await reports.day_report(session=session, start=start, end=end)
 
     async def post(self, day: date | None = None, *, force: bool = False, channel: str | None = None) -> str:
-        """Post the summary of `day` (default: yesterday); returns what happened."""
+        """Post the summary of `day` (default: yesterday, as the scheduler does); returns what
+        happened. Today's is "so far": posted every time it is asked for, and it never takes
+        the place of the day's own summary, posted once the day is over."""
         day = day or self.yesterday()
         channel = channel or self.config.summary.channel
         if not channel:
             return "no summary channel is configured ([summary] channel)"
+        partial = day == self.today()
         async with self.db.write() as session:
             claim = await reports.claim_summary(
-                session=session, day=day.isoformat(), channel_id=channel, force=force
+                session=session, day=day.isoformat(), channel_id=channel, force=force, partial=partial
             )
         if claim is None:
             return f"the summary for {day} was already posted to {channel} (use --force to post again)"
@@ -68,7 +74,7 @@ class Summaries:
         async with self.db.write() as session:
             await reports.set_summary_ts(session=session, claim_id=claim, ts=ts)
         log.info("posted the summary for %s to %s", day, channel)
-        return f"posted the summary for {day} to {channel}"
+        return f"posted the summary for {day}{' (today so far)' if partial else ''} to {channel}"
 
     async def catch_up(self) -> str | None:
         """After a start past today's summary time: post yesterday's if nobody did."""
@@ -86,6 +92,10 @@ class Summaries:
 
     def render(self, report: DayReport, day: date) -> Message:
         title = f"Daily summary for {day:%A %d %B %Y}"
+        if day == self.today():
+            title = (
+                f"Summary for today, {day:%A %d %B %Y}, so far ({now().astimezone(self.tz):%H:%M} {self.tz})"
+            )
         overview = self._overview(report)
         sections = [
             s
@@ -105,14 +115,21 @@ class Summaries:
         )
 
     def _overview(self, r: DayReport) -> str:
-        finished = {s: sum(a.outcomes.get(s, 0) for a in r.agents.values()) for s in RunStatus}
-        undone = sum(a.undone for a in r.agents.values())
-        rolled = sum(a.rolled_back for a in r.agents.values())
+        days = list(r.agents.values())
         human = len(r.waiting_for_human) + len(r.approvals_waiting)
         return (
-            f"*{r.runs}* run{'s' * (r.runs != 1)}: {finished[RunStatus.succeeded]} succeeded, "
-            f"{finished[RunStatus.failed]} failed, {undone} undone, {rolled} rolled back automatically, "
-            f"{sum(finished[s] for s in ACTIVE_STATUSES)} still in flight. "
+            f"*{r.runs}* run{'s' * (r.runs != 1)}: "
+            + _counts(
+                succeeded=sum(a.succeeded for a in days),
+                no_action=sum(a.no_action for a in days),
+                failed=sum(a.failed for a in days),
+                rolled_back=sum(a.rolled_back for a in days),
+                undone=sum(a.undone for a in days),
+                cancelled=sum(a.cancelled for a in days),
+                in_flight=sum(a.in_flight for a in days),
+                every=True,
+            )
+            + ". "
             + (
                 f":warning: *{human} thing{'s' * (human != 1)} need{'s' * (human == 1)} a human.*"
                 if human
@@ -125,10 +142,16 @@ class Summaries:
             return ""
         lines = ["*Runs per agent*"]
         for day in sorted(r.agents.values(), key=lambda a: a.agent):
-            parts = ", ".join(f"{n} {s.replace('_', ' ')}" for s, n in sorted(day.outcomes.items()))
-            lines.append(
-                f"• *{day.agent}*: {day.runs} ({parts}); {day.undone} undone, {day.rolled_back} rolled back"
+            counts = _counts(
+                succeeded=day.succeeded,
+                no_action=day.no_action,
+                failed=day.failed,
+                rolled_back=day.rolled_back,
+                undone=day.undone,
+                cancelled=day.cancelled,
+                in_flight=day.in_flight,
             )
+            lines.append(f"• *{day.agent}*: {day.runs} run{'s' * (day.runs != 1)}: {counts}")
         return "\n".join(lines)
 
     def _failures(self, r: DayReport) -> str:
@@ -196,6 +219,32 @@ class Summaries:
         if priced:
             lines.append(f"• total cost: ${total:,.4f}")
         return "\n".join(lines)
+
+
+def _counts(
+    *,
+    succeeded: int,
+    no_action: int,
+    failed: int,
+    rolled_back: int,
+    undone: int,
+    cancelled: int,
+    in_flight: int,
+    every: bool = False,
+) -> str:
+    """Runs by outcome, each run in exactly one of them, so they add up.
+
+    `every`: the main outcomes even when zero (the overview); otherwise only those that occur."""
+    automatic = f" ({rolled_back} of them rolled back automatically)" if rolled_back else ""
+    parts = [  # (count, text, shown even at zero in the overview)
+        (succeeded, f"{succeeded} succeeded", True),
+        (no_action, f"{no_action} did nothing", True),
+        (failed, f"{failed} failed{automatic}", True),
+        (undone, f"{undone} undone by people", True),
+        (cancelled, f"{cancelled} cancelled", False),
+        (in_flight, f"{in_flight} still in flight", True),
+    ]
+    return ", ".join(text for n, text, main in parts if n or (every and main)) or "none"
 
 
 def _link(channel: str, thread_ts: str) -> str:

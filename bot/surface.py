@@ -22,6 +22,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from agents import metrics
 from agents.errors import ActionError
+from agents.redaction import Redactor
+from bot.redaction import RedactingWebClient
 
 log = logging.getLogger(__name__)
 
@@ -81,9 +83,14 @@ class _CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
         return await super()._can_retry_async(state=state, request=request, response=response, error=error)
 
 
-def make_client(token: str, base_url: str, *, max_retries: int = 3) -> AsyncWebClient:
-    """The one Web API client: retries connection errors, 429s (honouring Retry-After) and 5xx."""
-    client = AsyncWebClient(token=token, base_url=base_url, timeout=15)
+def make_client(
+    token: str, base_url: str, *, max_retries: int = 3, redactor: Redactor | None = None
+) -> AsyncWebClient:
+    """The one Web API client: retries connection errors, 429s (honouring Retry-After) and 5xx,
+    and cleans what it sends of secrets."""
+    client = RedactingWebClient(token=token, base_url=base_url, timeout=15)
+    if redactor is not None:
+        client.redactor = redactor
     client.retry_handlers = [
         AsyncConnectionErrorRetryHandler(max_retry_count=2),
         _CountingRateLimitHandler(max_retry_count=max_retries),

@@ -46,7 +46,16 @@ class SlackHealth:
 
 
 class Watchdog:
-    def __init__(self, db: Database, config: Config, surface: Surface, slack_health: SlackHealth) -> None:
+    def __init__(
+        self,
+        db: Database,
+        config: Config,
+        surface: Surface,
+        slack_health: SlackHealth,
+        *,
+        max_crashes: int = 3,
+    ) -> None:
+        self.max_crashes = max_crashes
         self.db = db
         self.config = config
         self.surface = surface
@@ -63,7 +72,7 @@ class Watchdog:
                 await self._raise(c)
         holding = {c.key for c in conditions}
         for key, alert in active.items():
-            if key not in holding:
+            if key not in holding and not key.startswith(EVENTS):
                 await self._clear(alert)
         return sorted(holding)
 
@@ -85,7 +94,7 @@ class Watchdog:
                         f"stuck:run:{run.id}",
                         f":hourglass: Run #{run.id} ({run.agent}) has made no progress for over "
                         f"{cfg.stuck_minutes:g} minutes (status {run.status}). Its thread: "
-                        f"https://slack.com/archives/{run.channel_id}/p{run.thread_ts.replace('.', '')}",
+                        f"{_thread_link(run.channel_id, run.thread_ts)}",
                     )
                 )
             for agent in self.config.agents:
@@ -126,6 +135,15 @@ class Watchdog:
                             breaker,
                         )
                     )
+            for run in await alerts.crashed_runs(session=session, since=t - window, crashes=self.max_crashes):
+                found.append(
+                    Condition(
+                        f"crashed:run:{run.id}",
+                        f":boom: Run #{run.id} ({run.agent}) crashed its worker {run.crashes} times and was "
+                        f"stopped ({run.status.replace('_', ' ')}). Look at the logs for run_id={run.id}; "
+                        f"its thread: {_thread_link(run.channel_id, run.thread_ts)}",
+                    )
+                )
             model_failures = await alerts.model_failures_since(session=session, since=t - window)
         if model_failures >= cfg.model_failures:
             found.append(
@@ -196,6 +214,14 @@ class Watchdog:
                 await self.surface.post(channel=self.channel, text=note, thread_ts=alert.ts)
             except Exception:  # broad on purpose: the clear is recorded either way
                 log.exception("posting the clear of alert %s failed", alert.key)
+
+
+# Alerts about something that happened (not a state that holds): they are never "cleared".
+EVENTS = ("crashed:",)
+
+
+def _thread_link(channel: str, thread_ts: str) -> str:
+    return f"https://slack.com/archives/{channel}/p{thread_ts.replace('.', '')}"
 
 
 CLEARED = {

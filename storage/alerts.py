@@ -63,6 +63,12 @@ async def stuck_runs(*, session: AsyncSession, before: datetime) -> list[Run]:
     return list((await session.exec(running)).all()) + list((await session.exec(queued)).all())
 
 
+async def crashed_runs(*, session: AsyncSession, since: datetime, crashes: int) -> list[Run]:
+    """Runs finished since `since` that had crashed their worker at least `crashes` times."""
+    stmt = select(Run).where(col(Run.finished_at) >= since, col(Run.crashes) >= crashes).order_by(col(Run.id))
+    return list((await session.exec(stmt)).all())
+
+
 async def finished_since(*, session: AsyncSession, since: datetime) -> list[tuple[str, str, bool, int]]:
     """(agent, status, undone?, count) for runs finished since `since`.
 

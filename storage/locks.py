@@ -8,13 +8,12 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.clock import now
 from storage.dialect import insert_ignore
-from storage.models import ResourceLock, Run, RunStatus
-
-WAIT_PREFIX = "resource: "
+from storage.models import ResourceLock, Run, RunStatus, WaitKind
 
 
 def wait_reason(resource: str, holder: int) -> str:
-    return f"{WAIT_PREFIX}{resource} (held by run #{holder})"
+    """The sentence a run waiting for `resource` shows."""
+    return f"resource: {resource} (held by run #{holder})"
 
 
 async def acquire(*, session: AsyncSession, resource: str, run_id: int) -> int | None:
@@ -30,12 +29,10 @@ async def acquire(*, session: AsyncSession, resource: str, run_id: int) -> int |
 async def would_deadlock(*, session: AsyncSession, run_id: int, holder: int) -> bool:
     """True when the holder itself waits for a resource this run holds."""
     other = await session.get(Run, holder, populate_existing=True)
-    if other is None or other.status != RunStatus.waiting or not other.wait_reason:
-        return False
-    if not other.wait_reason.startswith(WAIT_PREFIX):
+    if other is None or other.status != RunStatus.waiting or other.wait_kind != WaitKind.resource:
         return False
     mine = (await session.exec(select(ResourceLock.resource).where(ResourceLock.run_id == run_id))).all()
-    return any(other.wait_reason.startswith(f"{WAIT_PREFIX}{r} (") for r in mine)
+    return other.wait_on in mine
 
 
 async def release_all(*, session: AsyncSession, run_id: int) -> list[str]:

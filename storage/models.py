@@ -26,16 +26,28 @@ def id_field() -> Any:
 class RunStatus(StrEnum):
     queued = "queued"
     running = "running"
-    waiting = "waiting"  # see Run.wait_reason: paused, approval, resource, human
+    waiting = "waiting"  # for what: Run.wait_kind and wait_on (WaitKind)
     succeeded = "succeeded"
+    no_action = "no_action"  # ended without doing anything: nothing it could act on, calls refused
     failed = "failed"
     rolled_back = "rolled_back"
     cancelled = "cancelled"
 
 
+class WaitKind(StrEnum):
+    """What a waiting run waits for (Run.wait_kind); Run.wait_on says which one."""
+
+    paused = "paused"  # wait_on: the pause's scope ("*" or the agent)
+    approval = "approval"  # wait_on: the approval's id
+    resource = "resource"  # wait_on: the resource another run holds
+    human = "human"  # wait_on: the step whose result a crash left unknown
+    model = "model"  # the model server is unreachable; wake_at: the next try
+
+
 ACTIVE_STATUSES = (RunStatus.queued, RunStatus.running, RunStatus.waiting)
 FINAL_STATUSES = (
     RunStatus.succeeded,
+    RunStatus.no_action,
     RunStatus.failed,
     RunStatus.rolled_back,
     RunStatus.cancelled,
@@ -102,6 +114,7 @@ class Run(SQLModel, table=True):
     __tablename__ = "runs"
     __table_args__ = (
         Index("ix_runs_status_lease", "status", "lease_expires_at"),
+        Index("ix_runs_status_wake", "status", "wake_at"),  # waiting runs due to try again
         Index("ix_runs_thread", "team_id", "channel_id", "thread_ts"),
         Index("ix_runs_agent_created", "agent", "created_at"),
         Index("ix_runs_created", "created_at"),
@@ -123,7 +136,10 @@ class Run(SQLModel, table=True):
     request_id: int = Field(foreign_key="requests.id", index=True)
     agent: str = Field(max_length=64)
     status: str = Field(default=RunStatus.queued, max_length=16)
-    wait_reason: str | None = Field(default=None, max_length=255)
+    wait_kind: str | None = Field(default=None, max_length=16)  # WaitKind, while waiting
+    wait_on: str | None = Field(default=None, max_length=255)  # which pause, approval, resource...
+    wake_at: datetime | None = None  # a waiting run that is claimable again from then on
+    wait_reason: str | None = Field(default=None, max_length=255)  # the same, as a sentence for people
     # Where the run reports: the request's thread.
     team_id: str = Field(default="", max_length=32)
     channel_id: str = Field(max_length=32)
@@ -132,6 +148,7 @@ class Run(SQLModel, table=True):
     worker_id: str | None = Field(default=None, max_length=128)
     lease_expires_at: datetime | None = None
     attempts: int = 0  # how many times a worker has claimed it
+    crashes: int = 0  # how many times working it crashed its worker (see runs.claim_runs)
     planner: str | None = Field(default=None, max_length=128)  # "openai:<model>" or "offline"
     prompt_tokens: int = 0
     completion_tokens: int = 0

@@ -11,6 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from storage.clock import now
 from storage.dialect import insert_ignore
 from storage.models import (
+    ACTIVE_STATUSES,
     Approval,
     ApprovalStatus,
     AuditEvent,
@@ -18,22 +19,48 @@ from storage.models import (
     Run,
     RunStatus,
     SummaryPost,
+    WaitKind,
 )
 
 
 @dataclass
 class AgentDay:
+    """One agent's runs created that day. Every run is in exactly one of: succeeded, did
+    nothing, failed (rolled back automatically or kept), undone by a person, cancelled, in
+    flight; so the counts add up to `runs`."""
+
     agent: str
     outcomes: dict[str, int] = field(default_factory=dict)
     """Runs created that day, by their current status."""
     undone: int = 0
-    """Runs a human undid."""
+    """Runs a human undid (status rolled_back, with undone_by)."""
     rolled_back: int = 0
-    """Runs that failed and rolled themselves back."""
+    """Runs that failed and rolled themselves back (status rolled_back, no undone_by)."""
 
     @property
     def runs(self) -> int:
         return sum(self.outcomes.values())
+
+    @property
+    def succeeded(self) -> int:
+        return self.outcomes.get(RunStatus.succeeded, 0)
+
+    @property
+    def no_action(self) -> int:
+        return self.outcomes.get(RunStatus.no_action, 0)
+
+    @property
+    def failed(self) -> int:
+        """Failed runs, the ones rolled back automatically included."""
+        return self.outcomes.get(RunStatus.failed, 0) + self.rolled_back
+
+    @property
+    def cancelled(self) -> int:
+        return self.outcomes.get(RunStatus.cancelled, 0)
+
+    @property
+    def in_flight(self) -> int:
+        return sum(self.outcomes.get(s, 0) for s in ACTIVE_STATUSES)
 
 
 @dataclass
@@ -104,7 +131,7 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
         (
             await session.exec(
                 select(Run)
-                .where(Run.status == RunStatus.waiting, col(Run.wait_reason).startswith("needs a human"))
+                .where(Run.status == RunStatus.waiting, col(Run.wait_kind) == WaitKind.human)
                 .order_by(col(Run.id))
             )
         ).all()
@@ -141,14 +168,17 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
     return DayReport(start, end, agents, failures, waiting, approvals, control_events, paused, usage)
 
 
-async def claim_summary(*, session: AsyncSession, day: str, channel_id: str, force: bool) -> int | None:
+async def claim_summary(
+    *, session: AsyncSession, day: str, channel_id: str, force: bool, partial: bool = False
+) -> int | None:
     """Claim the right to post `day`'s summary to a channel; None if it was posted already.
 
-    Without `force` only the first caller ever gets it; with `force` a new attempt is made.
-    Returns the claim's id.
+    Without `force` only the first caller ever gets it (attempt 0); with `force` a new attempt
+    is made. A `partial` post (a day not over yet) is always a new attempt, never attempt 0:
+    the day's own summary, once the day is over, is still posted. Returns the claim's id.
     """
     attempt = 0
-    if force:
+    if force or partial:
         last = (
             await session.exec(
                 select(func.max(SummaryPost.attempt)).where(
@@ -156,7 +186,7 @@ async def claim_summary(*, session: AsyncSession, day: str, channel_id: str, for
                 )
             )
         ).one()
-        attempt = 0 if last is None else last + 1
+        attempt = 0 if last is None and not partial else (last or 0) + 1
     return await insert_ignore(
         session,
         SummaryPost,

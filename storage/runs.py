@@ -3,17 +3,29 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import timedelta
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, or_, update
+from sqlalchemy import and_, bindparam, case, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import locks
 from storage.clock import now
-from storage.models import ACTIVE_STATUSES, Request, Run, RunStatus
+from storage.models import ACTIVE_STATUSES, Request, Run, RunStatus, WaitKind
+
+
+@dataclass(frozen=True)
+class Wait:
+    """What a run gives its lease up to wait for: a kind, which one, and a sentence for people."""
+
+    kind: WaitKind
+    on: str | None
+    reason: str
+    wake_at: datetime | None = None
+    """Claimable again from then on, without anyone requeueing it (a timed retry)."""
 
 
 class LeaseLost(Exception):
@@ -28,7 +40,11 @@ class LeaseLost(Exception):
 async def claim_runs(
     *, session: AsyncSession, worker_id: str, limit: int, lease: timedelta, working: Iterable[int] = ()
 ) -> list[int]:
-    """Take up to `limit` runs: queued ones, and running ones whose lease expired.
+    """Take up to `limit` runs: queued ones, running ones whose lease expired, and waiting
+    ones whose `wake_at` has come (a model outage's next try).
+
+    Taking a running run (its lease ran out: the worker died, or crashed on it) counts a
+    crash against the run: a run that keeps crashing its worker is failed (RunLoop).
 
     A run is claimable only if no earlier run in its thread is still active, so one
     thread never has two runs working at once. On PostgreSQL the candidate rows are
@@ -50,6 +66,7 @@ async def claim_runs(
     claimable = or_(
         col(Run.status) == RunStatus.queued,
         and_(col(Run.status) == RunStatus.running, col(Run.lease_expires_at) < t),
+        and_(col(Run.status) == RunStatus.waiting, col(Run.wake_at) <= t),
     )
     working = list(working)
     candidates = (
@@ -70,6 +87,11 @@ async def claim_runs(
             worker_id=worker_id,
             lease_expires_at=t + lease,
             attempts=Run.attempts + 1,
+            # Still running with its lease run out: whoever worked it died or crashed on it.
+            crashes=Run.crashes + case((col(Run.status) == RunStatus.running, 1), else_=0),
+            wait_kind=None,
+            wait_on=None,
+            wake_at=None,
             started_at=func.coalesce(Run.started_at, t),
             updated_at=t,
         )
@@ -129,15 +151,18 @@ async def release(
     run_id: int,
     worker_id: str,
     status: RunStatus,
-    wait_reason: str | None = None,
+    wait: Wait | None = None,
     outcome: str | None = None,
     error: str | None = None,
 ) -> None:
-    """Give the run up in a new status (waiting, or final). Fenced by the lease."""
+    """Give the run up in a new status (waiting for `wait`, or final). Fenced by the lease."""
     t = now()
     values: dict[str, Any] = {
         "status": status,
-        "wait_reason": wait_reason,
+        "wait_kind": wait.kind if wait else None,
+        "wait_on": wait.on if wait else None,
+        "wake_at": wait.wake_at if wait else None,
+        "wait_reason": wait.reason[:255] if wait else None,
         "worker_id": None,
         "lease_expires_at": None,
         "updated_at": t,
@@ -155,7 +180,7 @@ async def release(
     if status not in ACTIVE_STATUSES:
         # A finished run frees what it was acting on; the runs waiting for it go again.
         for resource in await locks.release_all(session=session, run_id=run_id):
-            await requeue_waiting(session=session, wait_reason=f"{locks.WAIT_PREFIX}{resource} (")
+            await requeue_waiting(session=session, kind=WaitKind.resource, on=resource)
 
 
 async def add_usage(
@@ -184,21 +209,36 @@ async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
     return await session.get(Run, run_id, populate_existing=True)
 
 
-async def requeue_waiting(*, session: AsyncSession, wait_reason: str, agent: str | None = None) -> list[int]:
-    """Put runs waiting for `wait_reason` (a prefix, e.g. "paused") back in the queue."""
-    cond = [
-        col(Run.status) == RunStatus.waiting,
-        col(Run.wait_reason).startswith(wait_reason, autoescape=True),
-    ]
+async def requeue_waiting(
+    *, session: AsyncSession, kind: WaitKind, on: str | None = None, agent: str | None = None
+) -> list[int]:
+    """Put runs waiting for `kind` (that `on`, of that `agent`, when given) back in the queue."""
+    cond = [col(Run.status) == RunStatus.waiting, col(Run.wait_kind) == kind]
+    if on is not None:
+        cond.append(col(Run.wait_on) == on)
     if agent is not None:
         cond.append(col(Run.agent) == agent)
-    stmt = (
-        update(Run)
-        .where(*cond)
-        .values(status=RunStatus.queued, wait_reason=None, updated_at=now())
-        .returning(col(Run.id))
-    )
+    stmt = update(Run).where(*cond).values(**_QUEUED, updated_at=now()).returning(col(Run.id))
     return list((await session.exec(stmt)).scalars().all())
+
+
+_QUEUED: dict[str, Any] = {
+    "status": RunStatus.queued,
+    "wait_kind": None,
+    "wait_on": None,
+    "wake_at": None,
+    "wait_reason": None,
+}
+
+
+async def record_crash(*, session: AsyncSession, run_id: int, worker_id: str) -> None:
+    """This worker crashed working the run: end its lease now, so a worker takes it again at
+    once (and counts the crash: see claim_runs) instead of when the lease would run out."""
+    await session.exec(
+        update(Run)
+        .where(col(Run.id) == run_id, col(Run.worker_id) == worker_id, col(Run.status) == RunStatus.running)
+        .values(lease_expires_at=now())
+    )
 
 
 async def runs_in_flight(*, session: AsyncSession, agent: str | None = None) -> list[Run]:
@@ -273,8 +313,8 @@ async def request_undo(*, session: AsyncSession, run_id: int, by_user: str) -> s
         return "already"
     run.undone_by = by_user
     if run.status != RunStatus.running:
-        run.status = RunStatus.queued
-        run.wait_reason = None
+        for field, value in _QUEUED.items():
+            setattr(run, field, value)
     run.updated_at = now()
     session.add(run)
     return "requested"
@@ -295,7 +335,7 @@ async def requeue(*, session: AsyncSession, run_id: int) -> bool:
     result = await session.exec(
         update(Run)
         .where(col(Run.id) == run_id, col(Run.status) == RunStatus.waiting)
-        .values(status=RunStatus.queued, wait_reason=None, updated_at=now())
+        .values(**_QUEUED, updated_at=now())
     )
     return bool(result.rowcount)
 

@@ -29,7 +29,7 @@ from agents.loop import RunLoop
 from agents.model import Turn
 from storage import approvals, journal, locks, runs
 from storage.engine import Database
-from storage.models import ApprovalStatus, Run, RunStatus, Step, StepKind, StepStatus, TicketBase
+from storage.models import ApprovalStatus, Run, RunStatus, Step, StepKind, StepStatus, TicketBase, WaitKind
 from storage.tickets import comments_of, create_ticket
 
 
@@ -249,7 +249,11 @@ async def test_a_deadlock_fails_the_run_and_frees_what_it_held(db: Database, tmp
             update(Run)
             .where(col(Run.id) == waiting)
             .values(
-                status=RunStatus.waiting, wait_reason=locks.wait_reason("ticket:2", run_id), worker_id=None
+                status=RunStatus.waiting,
+                wait_kind=WaitKind.resource,
+                wait_on="ticket:2",
+                wait_reason=locks.wait_reason("ticket:2", run_id),
+                worker_id=None,
             )
         )
     planner = ScriptedPlanner([act(call("ticket_comment", ticket_id=1, text="x"))])

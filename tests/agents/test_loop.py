@@ -30,7 +30,7 @@ from agents.runtime import Runtime
 from storage import journal, runs
 from storage.controls import set_paused
 from storage.engine import Database
-from storage.models import Run, RunStatus, Step, StepKind, StepStatus, TicketBase
+from storage.models import Run, RunStatus, Step, StepKind, StepStatus, TicketBase, WaitKind
 from storage.tickets import create_ticket, find_tickets, get_ticket
 
 
@@ -425,7 +425,7 @@ async def test_pause_stops_the_run_before_its_next_step(db: Database, tmp_path: 
     # Resumed: the pending tool call runs, exactly once.
     async with db.write() as session:
         await set_paused(session=session, scope="ops", paused=False, by_user="U9")
-        assert await runs.requeue_waiting(session=session, wait_reason="paused") == [run_id]
+        assert await runs.requeue_waiting(session=session, kind=WaitKind.paused) == [run_id]
         assert await runs.claim_runs(session=session, worker_id=WORKER, limit=5, lease=LEASE) == [run_id]
     planner = ScriptedPlanner([answer("Done.")])
     run = await _execute(make_runtime(db, _config(tmp_path), planner), run_id)

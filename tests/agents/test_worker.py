@@ -1,10 +1,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from typing import Any
 
-from agent_doubles import ScriptedPlanner, answer, config_with, make_runtime, queue_run
+from agent_doubles import ScriptedPlanner, act, answer, call, config_with, make_runtime, queue_run
 
 from agents.model import Turn
 from agents.worker import Worker, new_worker_id
@@ -91,25 +90,35 @@ async def test_concurrency_limits_what_one_worker_claims(db: Database) -> None:
     assert [(await _run(db, r)).status for r in run_ids] == [RunStatus.succeeded] * 5
 
 
-async def test_a_crashed_run_resumes_on_another_worker_once_its_lease_expires(db: Database) -> None:
-    lease = timedelta(milliseconds=300)
-    crashing = ScriptedPlanner([RuntimeError("the process died mid-turn")])
-    first = Worker(make_runtime(db, config_with(), crashing, worker_id="worker-1", lease=lease))
+async def test_a_crashed_run_is_tried_again_at_once_and_the_crash_is_counted(db: Database) -> None:
+    planner = ScriptedPlanner([RuntimeError("a bug mid-turn"), answer("recovered")])
+    worker = Worker(make_runtime(db, config_with(), planner, worker_id="worker-1"))
     run_id = await queue_run(db)
 
-    await first.run_until_idle(timeout=10)  # the crash is logged; the run keeps its lease
+    await worker.run_until_idle(timeout=10)  # the crash is logged and the lease ended at once
 
     run = await _run(db, run_id)
-    assert (run.status, run.worker_id) == (RunStatus.running, "worker-1")
-
-    await asyncio.sleep(0.4)
-    rescuer = ScriptedPlanner([answer("recovered")])
-    second = Worker(make_runtime(db, config_with(), rescuer, worker_id="worker-2", lease=lease))
-    await second.run_until_idle(timeout=10)
-
-    run = await _run(db, run_id)
-    assert (run.status, run.outcome, run.attempts) == (RunStatus.succeeded, "recovered", 2)
+    assert (run.status, run.outcome, run.attempts, run.crashes) == (RunStatus.succeeded, "recovered", 2, 1)
     async with db.read() as session:
         steps = await journal.steps_of(session=session, run_id=run_id)
     assert [s.status for s in steps] == [StepStatus.failed, StepStatus.succeeded]
     assert steps[0].error == "interrupted before the model answered; asked again"
+
+
+async def test_a_run_that_keeps_crashing_its_worker_is_failed_and_rolled_back(db: Database) -> None:
+    crash = RuntimeError("poisoned")
+    planner = ScriptedPlanner(
+        [act(call("ticket_create", title="made before the crashes")), crash, crash, crash]
+    )
+    rt = make_runtime(db, config_with(), planner, worker_id="worker-1")
+    assert rt.max_crashes == 3
+    worker = Worker(rt)
+    run_id = await queue_run(db)
+
+    await worker.run_until_idle(timeout=10)
+
+    run = await _run(db, run_id)
+    assert (run.status, run.crashes, run.attempts) == (RunStatus.rolled_back, 3, 4)
+    assert "crashed its worker 3 times" in (run.error or "")
+    assert "Reversed: deleted ticket" in (run.error or "")
+    assert planner.script == []  # asked three times, never a fourth

@@ -1,6 +1,7 @@
 """The model server times out, fails, or never answers: the openai client's retries ride out the
-passing trouble unseen by the journal; a model that never answers fails the run cleanly, and
-the run's earlier steps are rolled back.
+passing trouble unseen by the journal; a model that never answers, once the outage allowance
+(CHATOPS_MODEL_OUTAGE_MINUTES; waiting it out is in test_faults_model_outage.py) is spent,
+fails the run cleanly, and the run's earlier steps are rolled back.
 """
 
 from __future__ import annotations
@@ -35,7 +36,9 @@ async def test_a_model_that_times_out_then_fails_then_recovers_is_retried_and_th
 
 
 async def test_a_model_that_never_answers_fails_the_run_and_rolls_back_its_earlier_steps(start_desk):
-    desk = await start_desk(model=True, chatops_model_timeout=0.5, chatops_model_retries=1)
+    desk = await start_desk(
+        model=True, chatops_model_timeout=0.5, chatops_model_retries=1, chatops_model_outage_minutes=0
+    )
     slack, model = desk.slack, desk.model
     model.call("slack_reply", {"text": "Working on the outage."})
     model.call("ticket_create", {"title": "Outage"})

@@ -117,7 +117,8 @@ async def test_a_model_server_error_is_retried(start_desk):
 
 
 async def test_a_model_server_that_keeps_failing_fails_the_run_with_a_reply(start_desk):
-    desk = await start_desk(model=True, chatops_model_retries=1)
+    # No outage allowance: the run gives up at once (waiting an outage out: test_faults_model_outage.py).
+    desk = await start_desk(model=True, chatops_model_retries=1, chatops_model_outage_minutes=0)
     desk.model.fail(500, times=2)
     await desk.send.event(ev.app_mention("<@UBOT> hello"))
 

@@ -24,7 +24,7 @@ from scenarios.faults_support import (
     sqlite_url,
 )
 from storage.clock import set_clock
-from storage.models import ACTIVE_STATUSES, Approval, ApprovalStatus, Run, RunStatus, SummaryPost
+from storage.models import ACTIVE_STATUSES, Approval, ApprovalStatus, Run, RunStatus, SummaryPost, WaitKind
 
 DAY = date(2030, 3, 14)
 TZ = ZoneInfo("Asia/Tokyo")  # the day runs from 15:00 UTC on the 13th to 15:00 UTC on the 14th
@@ -76,8 +76,8 @@ class Posted:
     runs: int
     overview: dict[str, int]
     human: int
-    agents: dict[str, tuple[int, dict[str, int], int, int]] = field(default_factory=dict)
-    """agent -> (runs, runs by status, undone, rolled back)."""
+    agents: dict[str, tuple[int, dict[str, int]]] = field(default_factory=dict)
+    """agent -> (runs, runs by outcome)."""
     failures: list[int] = field(default_factory=list)
     approvals: list[int] = field(default_factory=list)
     usage: dict[str, tuple[int, int, int, float]] = field(default_factory=dict)
@@ -85,15 +85,23 @@ class Posted:
     total_cost: float | None = None
 
 
+OUTCOMES = {
+    "succeeded": "succeeded",
+    "did nothing": "no_action",
+    "failed": "failed",
+    "undone by people": "undone",
+    "cancelled": "cancelled",
+    "still in flight": "active",
+}
+OUTCOME = re.compile(
+    r"(\d+) (succeeded|did nothing|failed|undone by people|cancelled|still in flight)"
+    r"(?: \((\d+) of them rolled back automatically\))?"
+)
 OVERVIEW = re.compile(
-    r"\*(?P<runs>\d+)\* runs?: (?P<succeeded>\d+) succeeded, (?P<failed>\d+) failed, "
-    r"(?P<undone>\d+) undone, (?P<auto>\d+) rolled back automatically, (?P<active>\d+) still in flight\. "
+    r"\*(?P<runs>\d+)\* runs?: (?P<parts>[^.]*)\. "
     r"(?::warning: \*(?P<human>\d+) things? needs? a human\.\*|Nothing needs a human\.)"
 )
-AGENT = re.compile(
-    r"^• \*(?P<agent>[\w-]+)\*: (?P<runs>\d+) \((?P<parts>[^)]*)\); "
-    r"(?P<undone>\d+) undone, (?P<rolled>\d+) rolled back$"
-)
+AGENT = re.compile(r"^• \*(?P<agent>[\w-]+)\*: (?P<runs>\d+) runs?: (?P<parts>.*)$")
 USAGE = re.compile(
     r"^• (?P<planner>[\w .-]+): (?P<runs>\d+) runs?, (?P<prompt>[\d,]+) prompt \+ "
     r"(?P<completion>[\d,]+) completion tokens(?:, \$(?P<cost>[\d,.]+))?$"
@@ -104,13 +112,24 @@ def _int(text: str) -> int:
     return int(text.replace(",", ""))
 
 
+def _outcomes(parts: str, runs: int) -> dict[str, int]:
+    """ "3 succeeded, 2 failed (1 of them rolled back automatically), ..." as numbers, which
+    must add up to the runs (every run in exactly one outcome)."""
+    found: dict[str, int] = {}
+    for n, what, auto in OUTCOME.findall(parts):
+        found[OUTCOMES[what]] = int(n)
+        if auto:
+            found["auto"] = int(auto)
+    assert ", ".join(f"{m[0]}" for m in re.finditer(OUTCOME, parts)) == parts, f"unparsed: {parts!r}"
+    assert sum(n for k, n in found.items() if k != "auto") == runs, f"{parts!r} do not add up to {runs}"
+    return found
+
+
 def parse(text: str) -> Posted:
     m = OVERVIEW.search(text)
     assert m, f"no overview in the summary:\n{text}"
     posted = Posted(
-        runs=int(m["runs"]),
-        overview={k: int(m[k]) for k in ("succeeded", "failed", "undone", "auto", "active")},
-        human=int(m["human"] or 0),
+        runs=int(m["runs"]), overview=_outcomes(m["parts"], int(m["runs"])), human=int(m["human"] or 0)
     )
     section = ""
     for line in text.splitlines():
@@ -118,10 +137,7 @@ def parse(text: str) -> Posted:
             section = line
             continue
         if (a := AGENT.match(line)) is not None:
-            parts = {
-                s.replace(" ", "_"): int(n) for n, s in re.findall(r"(\d+) ([a-z ]+?)(?:,|$)", a["parts"])
-            }
-            posted.agents[a["agent"]] = (int(a["runs"]), parts, int(a["undone"]), int(a["rolled"]))
+            posted.agents[a["agent"]] = (int(a["runs"]), _outcomes(a["parts"], int(a["runs"])))
         elif section.startswith("*Failures*") and line.startswith("• <"):
             posted.failures.append(int(re.search(r"\|run #(\d+)>", line)[1]))  # type: ignore[index]
         elif line.startswith("• approval: run #"):
@@ -136,47 +152,47 @@ def parse(text: str) -> Posted:
     return posted
 
 
+def _truth(rows: list[Run], *, every: bool) -> dict[str, int]:
+    """Runs by outcome, counted from the rows; zero outcomes kept as the overview states them."""
+    auto = sum(r.status == RunStatus.rolled_back and not r.undone_by for r in rows)
+    counts = {
+        "succeeded": sum(r.status == RunStatus.succeeded for r in rows),
+        "no_action": sum(r.status == RunStatus.no_action for r in rows),
+        "failed": sum(r.status == RunStatus.failed for r in rows) + auto,
+        "auto": auto,
+        "undone": sum(r.status == RunStatus.rolled_back and bool(r.undone_by) for r in rows),
+        "cancelled": sum(r.status == RunStatus.cancelled for r in rows),
+        "active": sum(r.status in ACTIVE_STATUSES for r in rows),
+    }
+    return {k: n for k, n in counts.items() if n or (every and k not in ("auto", "cancelled"))}
+
+
 async def from_database(desk) -> Posted:
     """The same numbers, counted straight from the runs and approvals tables."""
     in_day = (col(Run.created_at) >= START, col(Run.created_at) < END)
     async with desk.db.read() as session:
-        rows = (await session.exec(select(Run).where(*in_day))).all()
+        rows = list((await session.exec(select(Run).where(*in_day))).all())
         needs_human = (
             await session.exec(
                 select(func.count())
                 .select_from(Run)
-                .where(col(Run.status) == RunStatus.waiting, col(Run.wait_reason).startswith("needs a human"))
+                .where(col(Run.status) == RunStatus.waiting, col(Run.wait_kind) == WaitKind.human)
             )
         ).one()
         pending = (
             await session.exec(select(Approval.run_id).where(col(Approval.status) == ApprovalStatus.pending))
         ).all()
-    undone = [r for r in rows if r.status == RunStatus.rolled_back and r.undone_by]
     auto = [r for r in rows if r.status == RunStatus.rolled_back and not r.undone_by]
     truth = Posted(
         runs=len(rows),
-        overview={
-            "succeeded": sum(r.status == RunStatus.succeeded for r in rows),
-            "failed": sum(r.status == RunStatus.failed for r in rows),
-            "undone": len(undone),
-            "auto": len(auto),
-            "active": sum(r.status in ACTIVE_STATUSES for r in rows),
-        },
+        overview=_truth(rows, every=True),
         human=needs_human + len(pending),
         failures=sorted(r.id for r in rows if r.status == RunStatus.failed or r in auto),
         approvals=sorted(pending),
     )
     for agent in {r.agent for r in rows}:
         mine = [r for r in rows if r.agent == agent]
-        statuses: dict[str, int] = {}
-        for r in mine:
-            statuses[r.status] = statuses.get(r.status, 0) + 1
-        truth.agents[agent] = (
-            len(mine),
-            statuses,
-            sum(r in undone for r in mine),
-            sum(r in auto for r in mine),
-        )
+        truth.agents[agent] = (len(mine), _truth(mine, every=False))
     for planner in {r.planner for r in rows if r.planner}:
         mine = [r for r in rows if r.planner == planner]
         prompt, completion = sum(r.prompt_tokens for r in mine), sum(r.completion_tokens for r in mine)
@@ -239,6 +255,9 @@ async def _a_mixed_day(desk, clock: TestClock) -> None:
     await day.request(utc(14, 1), "check the disk")
     model.call("ticket_create", {"title": "Disk"}).call("check_disk").answer("The disk check failed again.")
     await day.request(utc(14, 3), "open a ticket and check the disk")
+    # A request it could do nothing for: the only call is to a tool that does not exist.
+    model.call("launch_rockets").answer("I have no tool for that.")
+    await day.request(utc(14, 4), "launch the rockets")
     # An approval nobody gave.
     model.call("deploy", {"service": "api"})
     waiting = await day.request(utc(14, 5), "deploy the api", final=False)
@@ -276,17 +295,17 @@ async def test_the_daily_summary_posts_once_and_every_number_matches_the_databas
 
     clock = TestClock(utc(13, 14))
     set_clock(clock)
-    desk = await start_desk(CONFIG, model=True)
+    desk = await start_desk(CONFIG, model=True, chatops_model_outage_minutes=0)  # support gives up at once
     slack = desk.slack
     await _a_mixed_day(desk, clock)
     truth = await from_database(desk)
     # The story as told, so a mistake in driving the day cannot hide behind matching numbers.
     assert (truth.runs, truth.overview, truth.human) == (
-        8,
-        {"succeeded": 3, "failed": 2, "undone": 1, "auto": 1, "active": 1},
+        9,
+        {"succeeded": 3, "no_action": 1, "failed": 3, "auto": 1, "undone": 1, "active": 1},
         1,
     )
-    assert {a: v[0] for a, v in truth.agents.items()} == {"ops": 6, "support": 2}
+    assert {a: v[0] for a, v in truth.agents.items()} == {"ops": 7, "support": 2}
 
     env = environment(
         slack=slack, database_url=sqlite_url(tmp_path / "chatops.db"), config=tmp_path / "chatops.toml"
@@ -317,3 +336,36 @@ async def test_the_daily_summary_posts_once_and_every_number_matches_the_databas
     first, second = slack.top_level(SUMMARY)
     assert first.ts == post.ts and parse(second.text) == truth
     assert len(await desk.rows(SummaryPost)) == 2
+
+
+async def test_a_summary_of_today_so_far_says_so_and_leaves_the_days_own_post_to_come(start_desk):
+    clock = TestClock(utc(14, 3))  # 12:00 on the 14th in Tokyo
+    set_clock(clock)
+    desk = await start_desk(CONFIG, model=True)
+    desk.model.call("ticket_create", {"title": "Printer"}).answer("Opened it.")
+    await Day(desk, clock).request(utc(14, 3, 5), "open a ticket for the printer")
+    summaries = desk.services.summaries
+    assert summaries.today() == DAY
+
+    for _ in range(2):  # as often as asked
+        assert (
+            await summaries.post(summaries.today())
+            == f"posted the summary for {DAY} (today so far) to {SUMMARY}"
+        )
+    first, second = desk.slack.top_level(SUMMARY)
+    assert re.match(r"Summary for today, Thursday 14 March 2030, so far \(12:0\d Asia/Tokyo\)", first.text)
+    assert second.text.startswith("Summary for today")
+    assert parse(first.text).overview == {
+        "succeeded": 1,
+        "no_action": 0,
+        "failed": 0,
+        "undone": 0,
+        "active": 0,
+    }
+    # The next morning the scheduler posts the whole day, once.
+    clock.set(utc(15, 0, 30))  # 09:00:30 on the 15th in Tokyo
+    assert summaries.yesterday() == DAY
+    assert await summaries.post() == f"posted the summary for {DAY} to {SUMMARY}"
+    assert desk.slack.top_level(SUMMARY)[-1].text.startswith("Daily summary for Thursday 14 March 2030")
+    assert "already posted" in await summaries.post()
+    assert sorted(p.attempt for p in await desk.rows(SummaryPost)) == [0, 1, 2]

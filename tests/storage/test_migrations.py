@@ -303,3 +303,37 @@ async def test_a_new_postgres_database_is_created_at_head_matching_the_models() 
             assert again.id == (row.id or 0) + 1
         finally:
             await db.dispose()
+
+
+async def test_0004_reads_what_waiting_runs_wait_for_from_their_sentence(tmp_path: Path) -> None:
+    path = tmp_path / "waiting.db"
+    _release_sqlite(path)
+    db = Database(f"sqlite:///{path}")
+    try:
+        await db.migrate("0003")
+        reasons = {
+            1: "paused (all agents)",
+            2: "paused (ops)",
+            3: "needs a human: step 3 (deploy) was interrupted and its result is unknown; ...",
+            4: "resource: ticket:1 (held by run #2)",
+        }
+        conn = sqlite3.connect(path)
+        for run_id, reason in reasons.items():
+            conn.execute("UPDATE runs SET status = 'waiting', wait_reason = ? WHERE id = ?", (reason, run_id))
+        conn.commit()
+        conn.close()
+        await db.migrate("0004")
+        conn = sqlite3.connect(path)
+        rows = conn.execute(
+            "SELECT id, wait_kind, wait_on, wait_reason, crashes FROM runs ORDER BY id"
+        ).fetchall()
+        conn.close()
+        assert [(i, kind, on, crashes) for i, kind, on, _, crashes in rows] == [
+            (1, "paused", "*", 0),
+            (2, "paused", "ops", 0),
+            (3, "human", "3", 0),
+            (4, "resource", "ticket:1", 0),
+        ]
+        assert [reason for *_, reason, _ in rows] == list(reasons.values())  # the sentences stay
+    finally:
+        await db.dispose()

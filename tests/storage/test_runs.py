@@ -2,14 +2,22 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from storage_rows import Clock, new_run
 
 from storage import journal, locks, runs
 from storage.engine import Database
-from storage.models import Run, RunStatus, StepKind
-from storage.runs import LeaseLost
+from storage.models import Run, RunStatus, StepKind, WaitKind
+from storage.runs import LeaseLost, Wait
+
+PAUSED_OPS = Wait(WaitKind.paused, "ops", "paused (ops)")
+
+
+def _resource(resource: str, holder: int) -> Wait:
+    return Wait(WaitKind.resource, resource, locks.wait_reason(resource, holder))
+
 
 LEASE = timedelta(seconds=30)
 
@@ -26,7 +34,7 @@ async def _run(db: Database, run_id: int) -> Run:
     return run
 
 
-async def _release(db: Database, run_id: int, worker_id: str, status: RunStatus, **fields: str) -> None:
+async def _release(db: Database, run_id: int, worker_id: str, status: RunStatus, **fields: Any) -> None:
     async with db.write() as session:
         await runs.release(session=session, run_id=run_id, worker_id=worker_id, status=status, **fields)
 
@@ -61,11 +69,11 @@ async def test_only_the_oldest_active_run_of_a_thread_is_claimable(db: Database)
 
     assert await _claim(db, "w1") == [first, elsewhere]
 
-    await _release(db, first, "w1", RunStatus.waiting, wait_reason="paused (ops)")
+    await _release(db, first, "w1", RunStatus.waiting, wait=PAUSED_OPS)
     assert await _claim(db, "w1") == []  # a waiting run still holds its thread
 
     async with db.write() as session:
-        assert await runs.requeue_waiting(session=session, wait_reason="paused") == [first]
+        assert await runs.requeue_waiting(session=session, kind=WaitKind.paused) == [first]
     assert await _claim(db, "w1") == [first]
     await _release(db, first, "w1", RunStatus.succeeded, outcome="done")
     assert await _claim(db, "w1") == [second]
@@ -146,8 +154,8 @@ async def test_finishing_frees_locks_and_requeues_the_runs_waiting_for_them(db: 
     async with db.write() as session:
         assert await locks.acquire(session=session, resource="service:web", run_id=holder) is None
         assert await locks.acquire(session=session, resource="service:web", run_id=waiter) == holder
-    await _release(db, waiter, "w1", RunStatus.waiting, wait_reason=locks.wait_reason("service:web", holder))
-    await _release(db, other_waiter, "w1", RunStatus.waiting, wait_reason=locks.wait_reason("service:db", 99))
+    await _release(db, waiter, "w1", RunStatus.waiting, wait=_resource("service:web", holder))
+    await _release(db, other_waiter, "w1", RunStatus.waiting, wait=_resource("service:db", 99))
 
     await _release(db, holder, "w1", RunStatus.succeeded)
 
@@ -157,21 +165,27 @@ async def test_finishing_frees_locks_and_requeues_the_runs_waiting_for_them(db: 
         assert await locks.acquire(session=session, resource="service:web", run_id=waiter) is None
 
 
-async def test_requeue_waiting_matches_a_prefix_and_an_agent(db: Database) -> None:
+async def test_requeue_waiting_matches_a_kind_and_an_agent(db: Database) -> None:
     a, b, c = [await new_run(db) for _ in range(3)]
     await _claim(db, "w1")
-    await _release(db, a, "w1", RunStatus.waiting, wait_reason="paused (ops)")
-    await _release(db, b, "w1", RunStatus.waiting, wait_reason="paused (all agents)")
-    await _release(db, c, "w1", RunStatus.waiting, wait_reason="approval: deploy waits")
+    await _release(db, a, "w1", RunStatus.waiting, wait=PAUSED_OPS)
+    await _release(db, b, "w1", RunStatus.waiting, wait=Wait(WaitKind.paused, "*", "paused (all agents)"))
+    await _release(
+        db, c, "w1", RunStatus.waiting, wait=Wait(WaitKind.approval, "7", "approval: deploy waits")
+    )
+    run = await _run(db, c)
+    assert (run.wait_kind, run.wait_on, run.wait_reason) == ("approval", "7", "approval: deploy waits")
     async with db.write() as session:
-        assert await runs.requeue_waiting(session=session, wait_reason="paused", agent="other") == []
-        assert sorted(await runs.requeue_waiting(session=session, wait_reason="paused", agent="ops")) == [
+        assert await runs.requeue_waiting(session=session, kind=WaitKind.paused, agent="other") == []
+        assert sorted(await runs.requeue_waiting(session=session, kind=WaitKind.paused, agent="ops")) == [
             a,
             b,
         ]
         assert await runs.requeue(session=session, run_id=c)
         assert not await runs.requeue(session=session, run_id=c)  # no longer waiting
-    assert [(await _run(db, r)).wait_reason for r in (a, b, c)] == [None, None, None]
+    for r in (a, b, c):
+        run = await _run(db, r)
+        assert (run.wait_kind, run.wait_on, run.wait_reason) == (None, None, None)
 
 
 async def test_claim_message_lets_exactly_one_caller_post(db: Database) -> None:
@@ -236,8 +250,8 @@ async def test_freeing_a_resource_requeues_only_the_runs_waiting_for_that_resour
     await _claim(db, "w1")
     async with db.write() as session:
         await locks.acquire(session=session, resource="service:db_1", run_id=holder)
-    await _release(db, waiter, "w1", RunStatus.waiting, wait_reason=locks.wait_reason("service:db_1", holder))
-    await _release(db, bystander, "w1", RunStatus.waiting, wait_reason=locks.wait_reason("service:db-1", 99))
+    await _release(db, waiter, "w1", RunStatus.waiting, wait=_resource("service:db_1", holder))
+    await _release(db, bystander, "w1", RunStatus.waiting, wait=_resource("service:db-1", 99))
 
     await _release(db, holder, "w1", RunStatus.succeeded)
 

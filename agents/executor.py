@@ -59,6 +59,10 @@ class Executor:
     async def call(self, call: ToolCall) -> str:
         """Run one tool call from the model; returns what the model reads back."""
         action = self.actions.get(call.name)
+        if action is None and self._withheld(call.name):
+            # Journaled as data, so the outcome can tell the customer (bot/presenter.py).
+            reason = f"{call.name} is not available to customers"
+            return await self._reject(call, reason, data={"summary": reason, "not_for_customers": True})
         if action is None:
             known = ", ".join(sorted(self.actions)) or "none"
             return await self._reject(call, f"there is no tool named {call.name!r}; tools: {known}")
@@ -165,6 +169,12 @@ class Executor:
             wait=Wait(WaitKind.resource, resource, reason),
         )
         return reason
+
+    def _withheld(self, name: str) -> bool:
+        """True for an action the agent has but this run was not given: one a customer may
+        not reach (`Registry.for_agent`), which must not be reported as nonexistent."""
+        agent = self.rt.config.agent(self.agent)
+        return agent is not None and name in agent.actions and self.rt.registry.get(name) is not None
 
     def autonomy(self, action: Action) -> tuple[str, str]:
         """How freely this agent may run this action, and why: (auto|approve|propose, reason)."""
@@ -274,7 +284,13 @@ class Executor:
                 **fields,
             )
 
-    async def _reject(self, call: ToolCall, reason: str, raw: dict[str, Any] | None = None) -> str:
+    async def _reject(
+        self,
+        call: ToolCall,
+        reason: str,
+        raw: dict[str, Any] | None = None,
+        data: dict[str, Any] | None = None,
+    ) -> str:
         """Journal a call that never ran (unknown tool, bad arguments) and tell the model why."""
         reply = f"error: {reason}"
         await self._record(
@@ -284,6 +300,7 @@ class Executor:
             arguments=raw if raw is not None else {"_raw": (call.arguments or "")[:2000]},
             error=reason,
             output=reply,
+            data=data,
         )
         return reply
 

@@ -26,9 +26,11 @@ class ApprovalMessages:
             run = await runs.get_run(session=session, run_id=approval.run_id)
         assert run is not None
         message = self.message(approval, run)
+        # The approval's channel is where its buttons count (bot.controls.decide checks it).
+        thread_ts = run.thread_ts if approval.channel_id == run.channel_id else None
         try:
             ts = await self.surface.post(
-                channel=run.channel_id, text=message.text, blocks=message.blocks, thread_ts=run.thread_ts
+                channel=approval.channel_id, text=message.text, blocks=message.blocks, thread_ts=thread_ts
             )
         except BaseException:
             async with self.db.write() as session:
@@ -50,7 +52,10 @@ class ApprovalMessages:
             return
         message = self.message(approval, run)
         await self.surface.update(
-            channel=run.channel_id, ts=approval.message_ts or "", text=message.text, blocks=message.blocks
+            channel=approval.channel_id,
+            ts=approval.message_ts or "",
+            text=message.text,
+            blocks=message.blocks,
         )
 
     def message(self, approval: Approval, run: Run) -> Message:

@@ -54,6 +54,8 @@ class ConsoleMessage:
     text: str
     thread_ts: str | None
     blocks: list[dict[str, Any]] = field(default_factory=list)
+    ephemeral: bool = False
+    """Only the user it was shown to sees it (Slack sends no message with its clicks)."""
 
     def buttons(self) -> list[dict[str, Any]]:
         return [
@@ -145,10 +147,29 @@ class ConsoleSurface:
             print(f"   (chatops reacted :{name}: to message {m.number})", file=self.out)
 
     async def post_ephemeral(
-        self, *, channel: str, user: str, text: str, thread_ts: str | None = None
+        self,
+        *,
+        channel: str,
+        user: str,
+        text: str,
+        thread_ts: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
     ) -> None:
         print(f"   (visible only to {_name(user)}) chatops: {text}", file=self.out)
+        self.offer_buttons(channel=channel, text=text, thread_ts=thread_ts, blocks=blocks)
         self.out.flush()
+
+    def offer_buttons(
+        self, *, channel: str, text: str, thread_ts: str | None, blocks: list[dict[str, Any]] | None
+    ) -> None:
+        """An ephemeral message's buttons get a number too, so that `/click` reaches them."""
+        m = ConsoleMessage(0, channel, self.new_ts(), BOT_USER, text, thread_ts, blocks or [], ephemeral=True)
+        if not m.buttons():
+            return
+        m.number = next(self._numbers)
+        self.messages[(channel, m.ts)] = m
+        labels = "[" + "] [".join(b["text"]["text"] for b in m.buttons()) + "]"
+        print(f"   {labels}   (/click {m.number} <button>)", file=self.out)
 
     async def user(self, user_id: str) -> UserInfo | None:
         return self.users.get(user_id)
@@ -324,6 +345,9 @@ class Console:
         reply = _ack_text(response.body)
         if reply:
             self.say(f"   (only you) chatops: {reply}")
+            self.surface.offer_buttons(
+                channel=self.channel, text=reply, thread_ts=None, blocks=_ack_blocks(response.body)
+            )
 
     async def _click(self, number: int, label: str) -> None:
         m = self.surface.by_number(number)
@@ -343,9 +367,13 @@ class Console:
             "user": {"id": self.user, "team_id": team_id},
             "api_app_id": "ACONSOLE",
             "team": {"id": TEAM},
-            "container": {"type": "message", "message_ts": m.ts, "channel_id": m.channel},
+            "container": {
+                "type": "message",
+                "message_ts": m.ts,
+                "channel_id": m.channel,
+                "is_ephemeral": m.ephemeral,
+            },
             "channel": {"id": m.channel},
-            "message": {"ts": m.ts, "thread_ts": m.thread_ts, "text": m.text},
             "trigger_id": f"console.{uuid.uuid4().hex}",
             "actions": [
                 {
@@ -357,6 +385,8 @@ class Console:
                 }
             ],
         }
+        if not m.ephemeral:
+            body["message"] = {"ts": m.ts, "thread_ts": m.thread_ts, "text": m.text}
         await self._dispatch(body)
 
     def _envelope(self, event: dict[str, Any]) -> dict[str, Any]:
@@ -374,6 +404,14 @@ class Console:
     async def _dispatch(self, body: dict[str, Any]) -> Any:
         request = AsyncBoltRequest(body=json.dumps(body), mode="socket_mode")
         return await self.bolt.async_dispatch(request)
+
+
+def _ack_blocks(body: str) -> list[dict[str, Any]]:
+    try:
+        data = json.loads(body) if body else None
+    except ValueError:
+        return []
+    return list(data.get("blocks") or []) if isinstance(data, dict) else []
 
 
 def _ack_text(body: str) -> str:

@@ -1,41 +1,34 @@
 """Doing what chat commands and buttons ask: undo, pause, resume, status, approve, deny.
 
-Authorization is decided here, in code, never by the model: guests, users of
-other workspaces and (when `control.admins` is set) non-admins are refused.
-Every control action and every refusal is written to the audit log.
+Who may is decided by `bot.authority` before anything here runs; a run or approval named
+by number is acted on only where it belongs (`bot.places`). Every control action and
+every refusal is written to the audit log.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import date
 
 from agents.config import Config
+from bot import control_messages as say
+from bot import places
+from bot.authority import Authority, not_here
 from bot.commands import Command
+from bot.control_messages import Reply
+from bot.places import Scope, Where
 from bot.presenter import Presenter
 from bot.summary import Summaries
-from bot.surface import Surface, UserInfo
+from bot.surface import Surface
 from storage import approvals, audit, controls, journal, runs
-from storage.clock import now
 from storage.controls import ALL
 from storage.engine import Database
-from storage.models import ApprovalStatus, Run, RunStatus, WaitKind
+from storage.models import ApprovalStatus, RunStatus, WaitKind
 
 log = logging.getLogger(__name__)
 
-USER_LOOKUP_SECONDS = 2.0  # users.info must not hold the ack past Slack's 3 s
-
-
-@dataclass(frozen=True)
-class Where:
-    """Where a command was given: the workspace, the channel and (maybe) the thread."""
-
-    team_id: str
-    channel_id: str
-    thread_ts: str | None
+__all__ = ["Controls", "Reply", "Where"]
 
 
 class Controls:
@@ -54,49 +47,23 @@ class Controls:
         self.surface = surface
         self.presenter = presenter
         self.wake = wake
-
-    # Who may ----------------------------------------------------------------------
-
-    async def refusal(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str | None:
-        """Why this user may not control agents, or None when they may."""
-        reason = await self.not_a_member(user_id, team_id=team_id, user_team=user_team)
-        if reason is None and self.config.control.admins and user_id not in self.config.control.admins:
-            reason = "only the agents' admins (control.admins) can control agents"
-        return reason
-
-    async def not_a_member(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str | None:
-        """Why this user is not a full member of the workspace (a customer), or None."""
-        if user_team and team_id and user_team != team_id:
-            return "people from other workspaces cannot control agents here"
-        try:
-            async with asyncio.timeout(USER_LOOKUP_SECONDS):
-                info = await self.surface.user(user_id)
-        except TimeoutError:
-            info = None
-        return _refusal(info, team_id=team_id)
+        self.authority = Authority(db, config, surface)
 
     async def role_of(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str:
-        """ "member" or "customer": what a request from this user may reach."""
-        problem = await self.not_a_member(user_id, team_id=team_id, user_team=user_team)
-        return "member" if problem is None else "customer"
-
-    async def refused(self, user_id: str, verb: str, reason: str) -> str:
-        async with self.db.write() as session:
-            await audit.record(session=session, actor=user_id, action="refused", target=verb, detail=reason)
-        log.info("refused %s from %s: %s", verb, user_id, reason)
-        return f"Sorry <@{user_id}>, you can't {verb} agents: {reason}."
+        """ "member" or "customer": what a request from this user may reach (`Authority`)."""
+        return await self.authority.role_of(user_id, team_id=team_id, user_team=user_team)
 
     # Commands ---------------------------------------------------------------------
 
-    async def run_command(self, command: Command, *, user_id: str, where: Where) -> str:
-        """Perform a command already authorized; returns the reply."""
+    async def run_command(self, command: Command, *, user_id: str, where: Where) -> Reply:
+        """Perform a command already authorized."""
         if command.verb == "undo":
             return await self.undo(user_id, where=where, run_id=_int(command.target))
         if command.verb in ("pause", "resume"):
             scope = await self._scope(command.target, where)
             if scope is None:
                 known = ", ".join(a.name for a in self.config.agents)
-                return f"There is no agent named {command.target!r}. Agents: {known}."
+                return Reply(f"There is no agent named {command.target!r}. Agents: {known}.")
             if command.verb == "pause":
                 return await self.pause(user_id, scope)
             reply = await self.resume(user_id, scope)
@@ -104,20 +71,34 @@ class Controls:
                 reply = await self._continue_stopped(user_id, where) or reply
             return reply
         if command.verb == "status":
-            return await self.status()
+            return Reply(await self.status(where.scope(user_id)))
         if command.verb == "summary":
             day = date.fromisoformat(command.target) if command.target else self.summaries.today()
             result = await self.summaries.post(day, force=True, channel=where.channel_id)
             async with self.db.write() as session:
                 await audit.record(session=session, actor=user_id, action="summary", target=where.channel_id)
-            return f"Summary: {result}."
-        return HELP
+            return Reply(f"Summary: {result}.", public=True)
+        return Reply(say.HELP)
 
-    async def undo(self, user_id: str, *, where: Where, run_id: int | None = None) -> str:
+    async def undo(self, user_id: str, *, where: Where, run_id: int | None = None) -> Reply:
+        """Undo run `run_id` if it belongs here; without a number, the latest run of the thread
+        (at channel level: of the channel)."""
+        if run_id is not None and where.clicked is not None:
+            await places.until_posted(self.db, lambda session: places.run_posting(session, run_id))
         async with self.db.write() as session:
-            run = await self._target_run(session, where, run_id)
-            if run is None:
-                return "There is no run here to undo." if run_id is None else f"There is no run #{run_id}."
+            if run_id is None:
+                run = await runs.latest_run(
+                    session=session,
+                    team_id=where.team_id,
+                    channel_id=where.channel_id,
+                    thread_ts=where.thread_ts,
+                )
+                if run is None:
+                    return Reply("There is no run here to undo.")
+            else:
+                run = await places.run_here(session, run_id, user_id, where)
+                if run is None:
+                    return await not_here(session, user_id, "undo", "run", run_id, places.why_not_here(where))
             assert run.id is not None
             state = await runs.request_undo(session=session, run_id=run.id, by_user=user_id)
             withdrawn: list[int] = []
@@ -127,27 +108,61 @@ class Controls:
         for approval_id in withdrawn:
             await self.presenter.approval_decided(approval_id)
         if state == "already":
-            return f"Run #{run.id} is already undone (or being undone); nothing more to do."
+            return Reply(f"Run #{run.id} is already undone (or being undone); nothing more to do.")
         self.wake()
         if run.status == RunStatus.running:
-            return f"Undoing run #{run.id}: it stops at its next step, then every step is reversed."
-        return f"Undoing run #{run.id}: reversing its steps, newest first."
+            return Reply(f"Undoing run #{run.id}: it stops at its next step, then every step is reversed.")
+        return Reply(f"Undoing run #{run.id}: reversing its steps, newest first.")
 
-    async def pause(self, user_id: str, scope: str) -> str:
+    async def undo_choices(self, where: Where) -> Reply:
+        """`/agent undo` without a number: the runs here one may undo, each with its button.
+        A slash command carries no thread, so there is no "this run" to guess."""
+        async with self.db.read() as session:
+            choices = await runs.undoable_runs(
+                session=session, team_id=where.team_id, channel_id=where.channel_id
+            )
+        if not choices:
+            return Reply("There is no run in this channel that can still be undone.")
+        message = say.undo_choices(choices)
+        return Reply(message.text, blocks=message.blocks)
+
+    async def did_you_mean(self, meant: Command, *, user_id: str, where: Where) -> Reply:
+        """A near-miss of a command: ask, with a button that does the command as meant here."""
+        if meant.verb == "undo":
+            async with self.db.read() as session:
+                run = await runs.latest_run(
+                    session=session,
+                    team_id=where.team_id,
+                    channel_id=where.channel_id,
+                    thread_ts=where.thread_ts,
+                )
+            if run is None:
+                message = say.did_you_mean(meant, nothing="There is no run here to undo.")
+            else:
+                message = say.did_you_mean(meant, run_id=run.id)
+        else:
+            if meant.verb in ("pause", "resume") and meant.target is None:
+                # A button has no thread to look at later: name the agent now.
+                meant = Command(meant.verb, await self._scope(None, where))
+            message = say.did_you_mean(meant)
+        return Reply(message.text, blocks=message.blocks, private=True)
+
+    async def pause(self, user_id: str, scope: str) -> Reply:
         async with self.db.write() as session:
             changed = await controls.set_paused(session=session, scope=scope, paused=True, by_user=user_id)
             if changed:
                 await audit.record(session=session, actor=user_id, action="pause", target=_target(scope))
         what = "All agents are" if scope == ALL else f"Agent *{scope}* is"
         if not changed:
-            return f"{what} already paused."
-        return (
-            f":double_vertical_bar: {what} paused by <@{user_id}> at {_clock()}. No new action starts; "
+            return Reply(f"{what} already paused.")
+        return Reply(
+            f":double_vertical_bar: {what} paused by <@{user_id}> at {say.clock()}. No new action starts; "
             "runs in flight wait at their next step and new requests are queued. "
-            f"`resume{' all' if scope == ALL else ' agent ' + scope}` continues."
+            f"`resume{' all' if scope == ALL else ' agent ' + scope}` continues.",
+            public=True,
         )
 
-    async def resume(self, user_id: str, scope: str) -> str:
+    async def resume(self, user_id: str, scope: str) -> Reply:
         async with self.db.write() as session:
             if scope == ALL:
                 scopes = [c.scope for c in await controls.all_controls(session=session) if c.paused]
@@ -168,18 +183,19 @@ class Controls:
             await self.presenter.run_progressed(run_id)
         what = "All agents" if scope == ALL else f"Agent *{scope}*"
         if not changed:
-            return f"{what} {'were' if scope == ALL else 'was'} not paused."
+            return Reply(f"{what} {'were' if scope == ALL else 'was'} not paused.")
         still = ""
         if scope != ALL:
             async with self.db.read() as session:
                 if await controls.paused_scope(session=session, agent=scope):
                     still = " (all agents are still paused: `resume all` lifts that)"
-        return (
-            f":arrow_forward: {what} resumed by <@{user_id}> at {_clock()}{still}. "
-            f"{len(requeued)} waiting run{'s continue' if len(requeued) != 1 else ' continues'}."
+        return Reply(
+            f":arrow_forward: {what} resumed by <@{user_id}> at {say.clock()}{still}. "
+            f"{len(requeued)} waiting run{'s continue' if len(requeued) != 1 else ' continues'}.",
+            public=True,
         )
 
-    async def _continue_stopped(self, user_id: str, where: Where) -> str | None:
+    async def _continue_stopped(self, user_id: str, where: Where) -> Reply | None:
         """`resume` in the thread of a run that stopped for a human: go on from where it was.
 
         The interrupted step is marked failed ("result unknown"), so the model decides
@@ -201,59 +217,53 @@ class Controls:
             await runs.requeue(session=session, run_id=run.id)
             await audit.record(session=session, actor=user_id, action="resume", target=f"run:{run.id}")
         self.wake()
-        return f":arrow_forward: Run #{run.id} continues, at the request of <@{user_id}>."
+        return Reply(f":arrow_forward: Run #{run.id} continues, at the request of <@{user_id}>.", public=True)
 
-    async def status(self) -> str:
+    async def status(self, scope: Scope) -> str:
+        """Agents and their pause state, and the runs and approvals `scope` may see."""
         async with self.db.read() as session:
             flags = {c.scope: c for c in await controls.all_controls(session=session) if c.paused}
-            active = await runs.runs_in_flight(session=session)
-            waiting = await approvals.pending_approvals(session=session)
-        lines = ["*Agents*"]
-        if ALL in flags:
-            c = flags[ALL]
-            lines.append(
-                f":double_vertical_bar: ALL AGENTS PAUSED by <@{c.by_user}> since {_clock(c.changed_at)}"
+            active = await runs.runs_in_flight_in_scope(
+                session=session,
+                team_id=scope.team_id,
+                channel_id=scope.channel_id,
+                requested_by=scope.requested_by,
             )
-        for agent in self.config.agents:
-            flag = flags.get(agent.name)
-            state = f"paused by <@{flag.by_user}> since {_clock(flag.changed_at)}" if flag else "active"
-            if flag is None and ALL in flags:
-                state = "paused (all agents)"
-            mine = [r for r in active if r.agent == agent.name]
-            lines.append(f"• *{agent.name}*: {state}; {len(mine)} run{'s' * (len(mine) != 1)} in flight")
-        lines.append("*Runs in flight*" if active else "*Runs in flight*: none")
-        for r in active[:20]:
-            why = f" ({r.wait_reason})" if r.wait_reason else ""
-            lines.append(f"• run #{r.id} ({r.agent}): {r.status}{why}")
-        if len(active) > 20:
-            lines.append(f"• … and {len(active) - 20} more")
-        lines.append("*Approvals waiting*" if waiting else "*Approvals waiting*: none")
-        for a in waiting[:20]:
-            lines.append(f"• run #{a.run_id}: {a.action} (expires {_clock(a.expires_at)})")
-        return "\n".join(lines)
+            waiting = await approvals.pending_approvals_in_scope(
+                session=session,
+                team_id=scope.team_id,
+                channel_id=scope.channel_id,
+                requested_by=scope.requested_by,
+            )
+        here = "in this channel" if scope.channel_id is not None else "of yours"
+        return say.status_text([a.name for a in self.config.agents], flags, active, waiting, here=here)
 
-    async def decide(self, user_id: str, approval_id: int, *, approve: bool) -> str:
+    async def decide(self, user_id: str, approval_id: int, *, approve: bool, where: Where) -> Reply:
+        """Approve or deny, from the approval's own Approve/Deny message only."""
+        verb = "approve" if approve else "deny"
         status = ApprovalStatus.approved if approve else ApprovalStatus.denied
+        await places.until_posted(self.db, lambda session: places.approval_posting(session, approval_id))
         async with self.db.write() as session:
-            approval = await approvals.get_approval(session=session, approval_id=approval_id)
+            approval = await places.approval_here(session, approval_id, where)
             if approval is None:
-                return "That approval no longer exists."
+                why = f"not the approval of message {where.message_ts} in {where.channel_id}"
+                return await not_here(session, user_id, verb, "approval", approval_id, why)
             if not await approvals.decide(
                 session=session, approval_id=approval_id, status=status, by_user=user_id
             ):
-                return f"Already decided: {approval.status}."
+                return Reply(f"Already decided: {approval.status}.")
             await runs.requeue(session=session, run_id=approval.run_id)
             await audit.record(
                 session=session,
                 actor=user_id,
-                action="approve" if approve else "deny",
+                action=verb,
                 target=f"approval:{approval_id}",
                 detail=f"run #{approval.run_id}: {approval.action}",
             )
         self.wake()
         await self.presenter.approval_decided(approval_id)
-        verb = "approved" if approve else "denied"
-        return f"{approval.action} for run #{approval.run_id} {verb} by <@{user_id}>."
+        verbed = "approved" if approve else "denied"
+        return Reply(f"{approval.action} for run #{approval.run_id} {verbed} by <@{user_id}>.")
 
     async def expire_approvals(self) -> int:
         """Expire approvals past their deadline; their runs fail (with rollback per policy)."""
@@ -295,28 +305,6 @@ class Controls:
         served = self.config.agent_for_channel(where.channel_id)
         return (served or self.config.default_agent).name
 
-    async def _target_run(self, session: object, where: Where, run_id: int | None) -> Run | None:
-        if run_id is not None:
-            return await runs.get_run(session=session, run_id=run_id)  # type: ignore[arg-type]
-        return await runs.latest_run(
-            session=session,  # type: ignore[arg-type]
-            team_id=where.team_id,
-            channel_id=where.channel_id,
-            thread_ts=where.thread_ts,
-        )
-
-
-def _refusal(info: UserInfo | None, *, team_id: str) -> str | None:
-    if info is None:
-        return "I could not verify who you are in this workspace"
-    if info.is_restricted or info.is_ultra_restricted:
-        return "guests cannot control agents"
-    if info.is_stranger or (team_id and info.team_id and info.team_id != team_id):
-        return "people from other workspaces cannot control agents here"
-    if info.is_bot or info.deleted:
-        return "only people can control agents"
-    return None
-
 
 def _int(value: str | None) -> int | None:
     return int(value) if value and value.isdigit() else None
@@ -324,17 +312,3 @@ def _int(value: str | None) -> int | None:
 
 def _target(scope: str) -> str:
     return "agent:*" if scope == ALL else f"agent:{scope}"
-
-
-def _clock(at: object = None) -> str:
-    t = at or now()
-    return t.strftime("%Y-%m-%d %H:%M UTC")  # type: ignore[attr-defined]
-
-
-HELP = (
-    "*chatops commands* (plain words in a thread or channel, or `/agent …`):\n"
-    "• `undo` (or `/agent undo [run]`): reverse the thread's latest run (in a channel: its latest run)\n"
-    "• `pause agent [name]`, `pause all agents`: stop agents at their next step; `resume …` continues\n"
-    "• `status`: agents, runs in flight, approvals waiting\n"
-    "• anything else is a request: `/agent create a ticket for the login bug`"
-)

@@ -133,6 +133,16 @@ class RunView:
             if s.kind == StepKind.action and s.status == StepStatus.proposed
         ]
 
+    def not_for_customers(self) -> list[str]:
+        """What a customer asked for that only the team may do (the executor refused it)."""
+        return [
+            f"• {s.error}"
+            for s in self.steps
+            if s.kind == StepKind.action
+            and s.status == StepStatus.rejected
+            and (s.data or {}).get("not_for_customers")
+        ]
+
     def undoable(self) -> bool:
         return self.run.status == RunStatus.succeeded and any(
             s.kind == StepKind.action and s.status == StepStatus.succeeded and s.undo is not None
@@ -426,11 +436,13 @@ class Presenter:
         problem = (run.error or "").strip()
         done = view.done()
         proposed = view.proposed()
+        refused = view.not_for_customers()
         sections = [
             header,
             answer,
             "What was done:\n" + "\n".join(done) if done else "",
             "Proposed, not done:\n" + "\n".join(proposed) if proposed else "",
+            "Not done, only the team can:\n" + "\n".join(refused) if refused else "",
             problem,
         ]
         text = "\n".join(x for x in sections if x)
@@ -442,6 +454,7 @@ class Presenter:
             done=done,
             problem=problem,
             proposed=proposed,
+            refused=refused,
             undoable=view.undoable(),
             run=run,
             footer=view.footer(),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
@@ -19,16 +18,25 @@ from slack_bolt.authorization import AuthorizeResult
 from slack_sdk.web.async_client import AsyncWebClient
 
 from agents.redaction import Redactor
-from bot.commands import Command, parse
-from bot.controls import Controls, Where
+from bot.commands import Command, near_miss, parse
+from bot.controls import Controls, Reply
 from bot.intake import Incoming, Intake
+from bot.places import Scope, Where
 from bot.redaction import RedactingApp
 
 log = logging.getLogger(__name__)
 
 HUMAN_SUBTYPES = {None, "thread_broadcast", "file_share"}
-PUBLIC_VERBS = {"pause", "resume", "summary"}  # announced in the channel, not only to the one who asked
-HOME_HINT = "`/agent status` in any channel shows this too; `pause all agents` is the emergency stop."
+HOME_HINT = (
+    "Your own runs and approvals. `/agent status` in a channel shows that channel's; "
+    "`pause all agents` is the emergency stop."
+)
+BUTTON_VERBS = {
+    "chatops_undo": "undo",
+    "chatops_approve": "approve",
+    "chatops_deny": "deny",
+    "chatops_pause": "pause",
+}
 
 
 def build_app(
@@ -60,11 +68,12 @@ def build_app(
         await _take(intake, controls, body, event, "message", context.bot_user_id)
 
     @app.event("app_home_opened")
-    async def on_home(event: dict[str, Any]) -> None:
-        """The Home tab: agents, their state, runs in flight, approvals waiting."""
+    async def on_home(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
+        """The Home tab: agents, their state, and the user's own runs and approvals."""
         if event.get("tab") != "home" or not hasattr(controls.surface, "publish_home"):
             return
-        text = await controls.status()
+        team_id = context.team_id or body.get("team_id") or ""
+        text = await controls.status(Scope.own_runs(team_id, event["user"]))
         view = {
             "type": "home",
             "blocks": [
@@ -82,28 +91,27 @@ def build_app(
             await ack("Tell me what to do: `/agent create a ticket for the login bug`, or `/agent help`.")
             return
         team_id = context.team_id or command.get("team_id") or ""
+        user_id = command["user_id"]
+        trigger = f"command:{command['trigger_id']}" if command.get("trigger_id") else None
+        where = Where(team_id, command["channel_id"], None)
         control = parse(text, slash=True)
         if control is not None:
-            if control.verb != "help":
-                refusal = await controls.refusal(command["user_id"], team_id=team_id)
-                if refusal:
-                    await ack(await controls.refused(command["user_id"], control.verb, refusal))
-                    return
-            where = Where(team_id, command["channel_id"], None)
-            reply = await controls.run_command(control, user_id=command["user_id"], where=where)
-            public = control.verb in PUBLIC_VERBS and "already" not in reply
-            await ack(text=reply, response_type="in_channel" if public else "ephemeral")
+            await _answer_slash(ack, await _control(controls, control, user_id, where, trigger))
+            return
+        meant = near_miss(text, agents=[a.name for a in controls.config.agents])
+        if meant is not None and await controls.authority.not_a_member(user_id, team_id=team_id) is None:
+            await _answer_slash(ack, await controls.did_you_mean(meant, user_id=user_id, where=where))
             return
         m = Incoming(
             team_id=team_id,
             channel_id=command["channel_id"],
-            user_id=command["user_id"],
+            user_id=user_id,
             text=text,
             ts=f"command:{command.get('trigger_id') or ''}",
             thread_ts=None,
             channel_type=None,
             via="command",
-            delivery=f"command:{command['trigger_id']}" if command.get("trigger_id") else None,
+            delivery=trigger,
         )
         routed = await intake.route(m, context.bot_user_id)
         assert routed is not None  # commands are always requests
@@ -113,37 +121,12 @@ def build_app(
         else:
             await ack(f"Run #{accepted.run_id} for *{accepted.agent}*: I'll report in the thread.")
 
-    buttons: dict[str, tuple[str, Button, bool]] = {
-        "chatops_undo": (
-            "undo",
-            lambda user, where, value: controls.undo(user, where=where, run_id=_int(value)),
-            False,
-        ),
-        "chatops_approve": (
-            "approve",
-            lambda user, where, value: controls.decide(user, _int(value) or 0, approve=True),
-            False,
-        ),
-        "chatops_deny": (
-            "deny",
-            lambda user, where, value: controls.decide(user, _int(value) or 0, approve=False),
-            False,
-        ),
-        "chatops_pause": (
-            "pause",
-            lambda user, where, value: controls.run_command(
-                Command("pause", str(value or "")), user_id=user, where=where
-            ),
-            True,  # a pause is announced in the thread, not only to the one who clicked
-        ),
-    }
-
-    @app.action(re.compile("^chatops_(undo|approve|deny|pause)$"))
+    @app.action(re.compile("^chatops_(undo|approve|deny|pause|command)$"))
     async def on_button(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
-        """Undo, Approve, Deny and Pause buttons: the same controls as the chat commands."""
+        """Undo, Approve, Deny and Pause buttons, and the "did you mean" button: the same
+        controls as the chat commands, acting only on what belongs to the clicked message."""
         await ack()
-        verb, act, public = buttons[action["action_id"]]
-        await _button(controls, body, context, verb, act, action.get("value"), public=public)
+        await _button(controls, body, action, context)
 
     @app.event(re.compile(".*"))
     async def on_other_event() -> None:
@@ -154,6 +137,31 @@ def build_app(
         await ack()
 
     return app
+
+
+async def _control(
+    controls: Controls, command: Command, user_id: str, where: Where, trigger: str | None
+) -> Reply:
+    """A slash control: authorized, never replayed; `/agent undo` alone offers a choice."""
+    if command.verb == "help":
+        return await controls.run_command(command, user_id=user_id, where=where)
+    refusal = await controls.authority.refusal(user_id, team_id=where.team_id)
+    if refusal:
+        return await controls.authority.refused(user_id, command.verb, refusal)
+    replayed = await controls.authority.first_time(user_id, command.verb, trigger)
+    if replayed is not None:
+        return replayed
+    if command.verb == "undo" and command.target is None:
+        return await controls.undo_choices(where)
+    return await controls.run_command(command, user_id=user_id, where=where)
+
+
+async def _answer_slash(ack: Any, reply: Reply) -> None:
+    await ack(
+        text=reply.text,
+        blocks=reply.blocks,
+        response_type="in_channel" if reply.public and not reply.private else "ephemeral",
+    )
 
 
 async def _take(
@@ -170,38 +178,36 @@ async def _take(
     routed = await intake.route(m, bot_user_id)
     if routed is None:
         return
+    where = Where(m.team_id, m.channel_id, m.thread_ts if m.thread_ts != m.ts else None)
     command = parse(m.text)
-    if command is None:
+    meant = None if command else near_miss(m.text, agents=[a.name for a in controls.config.agents])
+    if meant is not None and await controls.authority.not_a_member(
+        m.user_id, team_id=m.team_id, user_team=m.user_team
+    ):
+        meant = None  # a customer's words are always a request: they cannot control agents
+    if command is None and meant is None:
         await intake.accept(m, agent=routed[0], kind=routed[1])
         return
     if not await intake.first_delivery(m):
         return
-    thread_ts = m.thread_ts or m.ts
-    refusal = await controls.refusal(m.user_id, team_id=m.team_id, user_team=m.user_team)
-    if refusal:
-        text = await controls.refused(m.user_id, command.verb, refusal)
+    if meant is not None:
+        reply = await controls.did_you_mean(meant, user_id=m.user_id, where=where)
+    else:
+        assert command is not None
+        refusal = await controls.authority.refusal(m.user_id, team_id=m.team_id, user_team=m.user_team)
+        if refusal:
+            reply = await controls.authority.refused(m.user_id, command.verb, refusal)
+        else:
+            reply = await controls.run_command(command, user_id=m.user_id, where=where)
+    if reply.private:
         await controls.surface.post_ephemeral(
-            channel=m.channel_id, user=m.user_id, text=text, thread_ts=thread_ts
+            channel=m.channel_id, user=m.user_id, text=reply.text, thread_ts=m.thread_ts, blocks=reply.blocks
         )
-        return
-    where = Where(m.team_id, m.channel_id, m.thread_ts if m.thread_ts != m.ts else None)
-    reply = await controls.run_command(command, user_id=m.user_id, where=where)
-    await controls.surface.post(channel=m.channel_id, text=reply, thread_ts=thread_ts)
+    else:
+        await controls.surface.post(channel=m.channel_id, text=reply.text, thread_ts=m.thread_ts or m.ts)
 
 
-Button = Callable[[str, Where, Any], Awaitable[str]]
-
-
-async def _button(
-    controls: Controls,
-    body: dict[str, Any],
-    context: Any,
-    verb: str,
-    act: Button,
-    value: Any,
-    *,
-    public: bool = False,
-) -> None:
+async def _button(controls: Controls, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
     user = body.get("user") or {}
     user_id = user.get("id") or ""
     container = body.get("container") or {}
@@ -209,15 +215,45 @@ async def _button(
     message = body.get("message") or {}
     thread_ts = message.get("thread_ts") or container.get("thread_ts")
     team_id = context.team_id or (body.get("team") or {}).get("id") or ""
-    refusal = await controls.refusal(user_id, team_id=team_id, user_team=user.get("team_id"))
+    where = Where(
+        team_id,
+        channel,
+        thread_ts,
+        message_ts=container.get("message_ts") or message.get("ts"),
+        ephemeral=bool(container.get("is_ephemeral")),
+    )
+    action_id, value = action["action_id"], action.get("value")
+    command = parse(str(value or ""), slash=True) if action_id == "chatops_command" else None
+    verb = BUTTON_VERBS.get(action_id) or (command.verb if command else "help")
+    refusal = await controls.authority.refusal(user_id, team_id=team_id, user_team=user.get("team_id"))
     if refusal:
-        text = await controls.refused(user_id, verb, refusal)
+        reply = await controls.authority.refused(user_id, verb, refusal)
     else:
-        text = await act(user_id, Where(team_id, channel, thread_ts), value)
-    if public and not refusal:
-        await controls.surface.post(channel=channel, text=text, thread_ts=thread_ts)
+        trigger = f"action:{body['trigger_id']}" if body.get("trigger_id") else None
+        reply = await controls.authority.first_time(user_id, verb, trigger) or await _press(
+            controls, action_id, value, command, user_id, where
+        )
+    if reply.public and not reply.private:
+        await controls.surface.post(channel=channel, text=reply.text, thread_ts=thread_ts)
     else:
-        await controls.surface.post_ephemeral(channel=channel, user=user_id, text=text, thread_ts=thread_ts)
+        await controls.surface.post_ephemeral(
+            channel=channel, user=user_id, text=reply.text, thread_ts=thread_ts, blocks=reply.blocks
+        )
+
+
+async def _press(
+    controls: Controls, action_id: str, value: Any, command: Command | None, user_id: str, where: Where
+) -> Reply:
+    number = _int(value) or 0  # a button always names its run or approval
+    if action_id == "chatops_undo":
+        return await controls.undo(user_id, where=where, run_id=number)
+    if action_id in ("chatops_approve", "chatops_deny"):
+        return await controls.decide(user_id, number, approve=action_id == "chatops_approve", where=where)
+    if action_id == "chatops_pause":
+        command = Command("pause", str(value or "") or None)
+    if command is None or command.verb == "help":
+        return Reply("That button does nothing any more.", private=True)
+    return await controls.run_command(command, user_id=user_id, where=where)
 
 
 def incoming(body: dict[str, Any], event: dict[str, Any], via: str) -> Incoming | None:

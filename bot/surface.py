@@ -64,9 +64,15 @@ class Surface(Protocol):
     async def react(self, *, channel: str, ts: str, name: str) -> None: ...
 
     async def post_ephemeral(
-        self, *, channel: str, user: str, text: str, thread_ts: str | None = None
+        self,
+        *,
+        channel: str,
+        user: str,
+        text: str,
+        thread_ts: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
     ) -> None:
-        """A message only `user` sees."""
+        """A message only `user` sees (its buttons work like any message's)."""
         ...
 
     async def user(self, user_id: str) -> UserInfo | None: ...
@@ -187,11 +193,19 @@ class SlackSurface:
                 raise
 
     async def post_ephemeral(
-        self, *, channel: str, user: str, text: str, thread_ts: str | None = None
+        self,
+        *,
+        channel: str,
+        user: str,
+        text: str,
+        thread_ts: str | None = None,
+        blocks: list[dict[str, Any]] | None = None,
     ) -> None:
         await self._call(
             "chat.postEphemeral",
-            self.client.chat_postEphemeral(channel=channel, user=user, text=text, thread_ts=thread_ts),
+            self.client.chat_postEphemeral(
+                channel=channel, user=user, text=text, thread_ts=thread_ts, blocks=blocks
+            ),
         )
 
     async def publish_home(self, *, user: str, view: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.clock import now
 from storage.dialect import insert_ignore
-from storage.models import Approval, ApprovalStatus
+from storage.models import Approval, ApprovalStatus, Request, Run
 
 
 async def find_approval(*, session: AsyncSession, run_id: int, tool_call_id: str) -> Approval | None:
@@ -124,3 +124,39 @@ async def claim_approval_message(*, session: AsyncSession, approval_id: int) -> 
         .values(message_ts="pending")
     )
     return bool(result.rowcount)
+
+
+async def approval_with_message(
+    *, session: AsyncSession, approval_id: int, team_id: str, channel_id: str, message_ts: str
+) -> Approval | None:
+    """The approval, if `message_ts` in that team's channel is its Approve/Deny message."""
+    stmt = (
+        select(Approval)
+        .join(Run, col(Run.id) == col(Approval.run_id))
+        .where(
+            col(Approval.id) == approval_id,
+            col(Approval.channel_id) == channel_id,
+            col(Approval.message_ts) == message_ts,
+            col(Run.team_id) == team_id,
+        )
+    )
+    return (await session.exec(stmt.execution_options(populate_existing=True))).first()
+
+
+async def pending_approvals_in_scope(
+    *, session: AsyncSession, team_id: str, channel_id: str | None, requested_by: str | None
+) -> list[Approval]:
+    """Pending approvals of runs in that team and (when given) channel, asked for by (when
+    given) that user."""
+    stmt = (
+        select(Approval)
+        .join(Run, col(Run.id) == col(Approval.run_id))
+        .where(col(Approval.status) == ApprovalStatus.pending, col(Run.team_id) == team_id)
+    )
+    if channel_id is not None:
+        stmt = stmt.where(col(Approval.channel_id) == channel_id)
+    if requested_by is not None:
+        stmt = stmt.join(Request, col(Request.id) == col(Run.request_id)).where(
+            col(Request.user_id) == requested_by
+        )
+    return list((await session.exec(stmt.order_by(col(Approval.id)))).all())

@@ -382,3 +382,68 @@ async def count_active(*, session: AsyncSession) -> dict[str, int]:
     counts = {str(s): 0 for s in ACTIVE_STATUSES}
     counts.update({s: int(n) for s, n in (await session.exec(stmt)).all()})
     return counts
+
+
+# Scoped lookups: a control acts only on what belongs where it was asked -------------
+
+
+async def run_in_scope(
+    *, session: AsyncSession, run_id: int, team_id: str, channel_id: str | None, requested_by: str | None
+) -> Run | None:
+    """The run, if it is in that team and (when given) that channel, and (when given) that
+    user asked for it; None otherwise, whether or not it exists elsewhere."""
+    stmt = select(Run).where(col(Run.id) == run_id, col(Run.team_id) == team_id)
+    if channel_id is not None:
+        stmt = stmt.where(col(Run.channel_id) == channel_id)
+    if requested_by is not None:
+        stmt = stmt.join(Request, col(Request.id) == col(Run.request_id)).where(
+            col(Request.user_id) == requested_by
+        )
+    return (await session.exec(stmt.execution_options(populate_existing=True))).first()
+
+
+async def run_with_message(
+    *, session: AsyncSession, run_id: int, team_id: str, channel_id: str, message_ts: str
+) -> Run | None:
+    """The run, if `message_ts` in that team's channel is its outcome or status message."""
+    stmt = select(Run).where(
+        col(Run.id) == run_id,
+        col(Run.team_id) == team_id,
+        col(Run.channel_id) == channel_id,
+        or_(col(Run.outcome_ts) == message_ts, col(Run.status_ts) == message_ts),
+    )
+    return (await session.exec(stmt.execution_options(populate_existing=True))).first()
+
+
+async def undoable_runs(
+    *, session: AsyncSession, team_id: str, channel_id: str, limit: int = 5
+) -> list[tuple[Run, str]]:
+    """A channel's newest runs that can still be undone, with what was asked, newest first."""
+    stmt = (
+        select(Run, Request.text)
+        .join(Request, col(Request.id) == col(Run.request_id))
+        .where(
+            col(Run.team_id) == team_id,
+            col(Run.channel_id) == channel_id,
+            col(Run.undone_by).is_(None),
+            col(Run.status).not_in((RunStatus.rolled_back, RunStatus.cancelled)),
+        )
+        .order_by(col(Run.id).desc())
+        .limit(limit)
+    )
+    return [(run, text) for run, text in (await session.exec(stmt)).all()]
+
+
+async def runs_in_flight_in_scope(
+    *, session: AsyncSession, team_id: str, channel_id: str | None, requested_by: str | None
+) -> list[Run]:
+    """The active runs in that team and (when given) channel, asked for by (when given) that user."""
+    stmt = select(Run).where(col(Run.status).in_(ACTIVE_STATUSES))
+    if requested_by is not None:
+        stmt = stmt.join(Request, col(Request.id) == col(Run.request_id)).where(
+            col(Request.user_id) == requested_by
+        )
+    # Team and channel are picked here, not in SQL: active runs are few, a channel's runs are
+    # many, and on (team_id, channel_id) the planner would read every run the channel ever had.
+    active = (await session.exec(stmt.order_by(col(Run.id)))).all()
+    return [r for r in active if r.team_id == team_id and channel_id in (None, r.channel_id)]

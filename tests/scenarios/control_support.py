@@ -163,10 +163,52 @@ async def say(desk: Any, text: str, *, thread_ts: str, channel: str = "C1", user
     return str(reply["event"]["ts"])
 
 
-async def slash(desk: Any, text: str, *, channel: str = "C1", user: str = "U1") -> Delivery:
-    delivery = await desk.send.command(ev.slash_command(text, channel=channel, user=user))
+async def slash(
+    desk: Any, text: str, *, channel: str = "C1", user: str = "U1", trigger_id: str | None = None
+) -> Delivery:
+    command = ev.slash_command(text, channel=channel, user=user, trigger_id=trigger_id)
+    delivery = await desk.send.command(command)
     assert delivery.status == 200, delivery.text
     return delivery
+
+
+async def dm(desk: Any, text: str, *, user: str = "U1", channel: str = "D1") -> str:
+    """A direct message to the bot; returns its ts."""
+    message = ev.dm(text, user=user, channel=channel)
+    assert (await desk.send.event(message)).status == 200
+    return str(message["event"]["ts"])
+
+
+async def open_home(desk: Any, user: str = "U1") -> dict[str, Any]:
+    """The user opens the app's Home tab; returns the view published for them."""
+    desk.slack.home_views.pop(user, None)
+    event = {"type": "app_home_opened", "user": user, "channel": f"D{user}", "tab": "home"}
+    assert (await desk.send.event(ev.envelope(event))).status == 200
+    return await wait_until(lambda: desk.slack.home_views.get(user), message=f"{user}'s Home tab")
+
+
+def home_text(view: dict[str, Any]) -> str:
+    return "\n".join(str((b.get("text") or {}).get("text") or "") for b in view.get("blocks") or [])
+
+
+def ack_blocks(delivery: Delivery) -> list[dict[str, Any]]:
+    """The blocks of a slash command's ack ([] when it has none)."""
+    try:
+        body = delivery.json()
+    except ValueError:
+        return []
+    return list(body.get("blocks") or []) if isinstance(body, dict) else []
+
+
+def buttons(blocks: list[dict[str, Any]] | None) -> list[tuple[str, str]]:
+    """(action_id, value) of every button in `blocks`, in order."""
+    return [
+        (e["action_id"], str(e.get("value") or ""))
+        for b in blocks or []
+        if b.get("type") == "actions"
+        for e in b.get("elements", [])
+        if e.get("type") == "button"
+    ]
 
 
 def ack_text(delivery: Delivery) -> tuple[str, str | None]:
@@ -189,8 +231,10 @@ async def click(
     user: str = "U1",
     team_id: str = TEAM_ID,
     user_team: str | None = None,
+    ephemeral: bool = False,
 ) -> Delivery:
-    """A click on a button of one of the bot's messages."""
+    """A click on a button of one of the bot's messages (`ephemeral`: of a message only the
+    clicker sees, for which Slack sends no `message`)."""
     payload = ev.block_action(
         action_id,
         value,
@@ -202,6 +246,9 @@ async def click(
     )
     if user_team is not None:
         payload["user"]["team_id"] = user_team
+    if ephemeral:
+        payload["container"]["is_ephemeral"] = True
+        del payload["message"]
     delivery = await desk.send.interaction(payload)
     assert delivery.status == 200, delivery.text
     return delivery
@@ -254,6 +301,16 @@ async def approval_message(
     return await wait_until(
         find, message=lambda: f"Approve/Deny buttons in the thread: {bot_replies(desk, channel, thread_ts)}"
     )
+
+
+async def run_for(desk: Any, thread_ts: str, *, finished: bool = True) -> Run:
+    """The run that reports in thread `thread_ts` (finished and reported, unless told not to wait)."""
+
+    async def find() -> Run | None:
+        return next((r for r in await desk.runs() if r.thread_ts == thread_ts), None)
+
+    run = await wait_until(find, message=f"a run in thread {thread_ts}")
+    return await desk.finished(run.id) if finished else run
 
 
 async def first_run(desk: Any) -> Run:

@@ -91,7 +91,7 @@ async def test_pause_agent_in_a_thread_is_durable_and_holds_new_requests_until_r
     assert waiting.request_id == request.id and waiting.agent == "support"
     text = await _status_text(desk, waiting.id, "paused", "support")
     assert f"#{waiting.id}" in text
-    status = ack_text(await slash(desk, "status"))[0]
+    status = ack_text(await slash(desk, "status", channel=SUPPORT_CHANNEL))[0]  # the run's channel
     assert "*support*: paused by <@U1>" in status and "*ops*: active" in status
     assert f"run #{waiting.id} (support)" in status
     assert len(desk.model.requests) == asked  # no model turn, no action
@@ -315,6 +315,10 @@ async def test_agent_status_shows_agents_runs_in_flight_and_approvals_waiting(st
     assert "*ops*: active; 1 run in flight" in text
     assert "*support*: paused by <@U1>" in text and "support*: paused by <@U1> since" in text
     assert f"run #{approval.run_id} (ops): waiting" in text and "approval" in text
-    assert f"run #{queued[1].id} (support)" in text
     assert "*Approvals waiting*" in text and f"run #{approval.run_id}: deploy" in text
+    # Each channel's status shows its own runs (the pauses are everyone's).
+    assert f"run #{queued[1].id} (support)" not in text
+    text, _ = ack_text(await slash(desk, "status", channel=SUPPORT_CHANNEL, user="U2"))
+    assert f"run #{queued[1].id} (support)" in text and "*support*: paused by <@U1>" in text
+    assert f"run #{approval.run_id}" not in text and "*Approvals waiting*: none" in text
     assert lines(notes) == []

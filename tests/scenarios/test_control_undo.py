@@ -201,7 +201,7 @@ async def test_agent_undo_with_a_run_number_reverses_that_run(start_desk, tmp_pa
     desk = await start_desk(config(notes), model=True)
     run, ts, reply = await _finished_run(desk, notes)
 
-    delivery = await slash(desk, f"undo {run.id}", channel="C9")  # from anywhere, by number
+    delivery = await slash(desk, f"undo {run.id}")  # by number, in the run's channel (not its thread)
     text, _ = ack_text(delivery)
     assert f"Undoing run #{run.id}" in text
     run = await undone(desk, run.id)

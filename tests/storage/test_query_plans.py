@@ -49,6 +49,33 @@ LOOKUPS: dict[str, Lookup] = {
         session=s, team_id="T1", channel_id="C1", thread_ts="1.1"
     ),
     "status: runs_in_flight": lambda s: runs.runs_in_flight(session=s),
+    "status: runs_in_flight_in_scope (a channel)": lambda s: runs.runs_in_flight_in_scope(
+        session=s, team_id="T1", channel_id="C1", requested_by=None
+    ),
+    "status: runs_in_flight_in_scope (a DM)": lambda s: runs.runs_in_flight_in_scope(
+        session=s, team_id="T1", channel_id=None, requested_by="U1"
+    ),
+    "status: pending_approvals_in_scope (a channel)": lambda s: approvals.pending_approvals_in_scope(
+        session=s, team_id="T1", channel_id="C1", requested_by=None
+    ),
+    "status: pending_approvals_in_scope (a DM)": lambda s: approvals.pending_approvals_in_scope(
+        session=s, team_id="T1", channel_id=None, requested_by="U1"
+    ),
+    "controls: run_in_scope (a channel)": lambda s: runs.run_in_scope(
+        session=s, run_id=5, team_id="T1", channel_id="C1", requested_by=None
+    ),
+    "controls: run_in_scope (a DM)": lambda s: runs.run_in_scope(
+        session=s, run_id=5, team_id="T1", channel_id=None, requested_by="U1"
+    ),
+    "controls: run_with_message": lambda s: runs.run_with_message(
+        session=s, run_id=5, team_id="T1", channel_id="C1", message_ts="1.2"
+    ),
+    "controls: approval_with_message": lambda s: approvals.approval_with_message(
+        session=s, approval_id=5, team_id="T1", channel_id="C1", message_ts="1.2"
+    ),
+    "undo: undoable_runs in a channel": lambda s: runs.undoable_runs(
+        session=s, team_id="T1", channel_id="C1"
+    ),
     "status: pending_approvals": lambda s: approvals.pending_approvals(session=s),
     "status: all_controls": lambda s: controls.all_controls(session=s),
     "metrics: count_active": lambda s: runs.count_active(session=s),

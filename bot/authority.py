@@ -1,0 +1,97 @@
+"""Who may control agents, and the refusals (audited) of those who may not.
+
+Decided here, in code, never by the model: guests, users of other workspaces and (when
+`control.admins` is set) non-admins may not; a control delivered a second time (a replayed
+slash command or click) is not done again; a run or approval that does not belong where it
+was asked for (`bot.places`) is refused without saying whether it exists elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from agents.config import Config
+from bot.control_messages import Reply, refusal
+from bot.surface import Surface, UserInfo
+from storage import audit, requests
+from storage.engine import Database
+
+log = logging.getLogger(__name__)
+
+USER_LOOKUP_SECONDS = 2.0  # users.info must not hold the ack past Slack's 3 s
+
+
+class Authority:
+    def __init__(self, db: Database, config: Config, surface: Surface) -> None:
+        self.db = db
+        self.config = config
+        self.surface = surface
+
+    async def refusal(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str | None:
+        """Why this user may not control agents, or None when they may."""
+        reason = await self.not_a_member(user_id, team_id=team_id, user_team=user_team)
+        if reason is None and self.config.control.admins and user_id not in self.config.control.admins:
+            reason = "only the agents' admins (control.admins) can control agents"
+        return reason
+
+    async def not_a_member(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str | None:
+        """Why this user is not a full member of the workspace (a customer), or None."""
+        if user_team and team_id and user_team != team_id:
+            return "people from other workspaces cannot control agents here"
+        try:
+            async with asyncio.timeout(USER_LOOKUP_SECONDS):
+                info = await self.surface.user(user_id)
+        except TimeoutError:
+            info = None
+        return _refusal(info, team_id=team_id)
+
+    async def role_of(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str:
+        """ "member" or "customer": what a request from this user may reach."""
+        problem = await self.not_a_member(user_id, team_id=team_id, user_team=user_team)
+        return "member" if problem is None else "customer"
+
+    async def refused(self, user_id: str, verb: str, reason: str) -> Reply:
+        """Refuse a person who may not control agents (audited); only they see why."""
+        async with self.db.write() as session:
+            await audit.record(session=session, actor=user_id, action="refused", target=verb, detail=reason)
+        log.info("refused %s from %s: %s", verb, user_id, reason)
+        return Reply(refusal(user_id, verb, reason), private=True)
+
+    async def first_time(self, user_id: str, verb: str, delivery: str | None) -> Reply | None:
+        """None the first time a delivery (a slash command's or a click's trigger_id) is seen;
+        a refusal (audited) when it is seen again: a replayed control is not done twice."""
+        if not delivery:
+            return None
+        async with self.db.write(urgent=True) as session:
+            if await requests.record_delivery(session=session, key=delivery, kind="control"):
+                return None
+            await audit.record(
+                session=session, actor=user_id, action="refused", target=verb, detail=f"replayed {delivery}"
+            )
+        log.warning("refused a replayed %s from %s (%s)", verb, user_id, delivery)
+        return Reply("This request was already received; it is not done twice.", private=True)
+
+
+async def not_here(session: AsyncSession, user_id: str, verb: str, kind: str, number: int, why: str) -> Reply:
+    """Refuse a run or approval that does not belong where it was asked for, in words that do
+    not tell whether it exists elsewhere (the audit row, in the caller's transaction, says why)."""
+    await audit.record(
+        session=session, actor=user_id, action="refused", target=f"{kind}:{number}", detail=f"{verb}: {why}"
+    )
+    log.info("refused %s of %s #%s from %s: %s", verb, kind, number, user_id, why)
+    return Reply(f"There is no {kind} #{number} here.", private=True)
+
+
+def _refusal(info: UserInfo | None, *, team_id: str) -> str | None:
+    if info is None:
+        return "I could not verify who you are in this workspace"
+    if info.is_restricted or info.is_ultra_restricted:
+        return "guests cannot control agents"
+    if info.is_stranger or (team_id and info.team_id and info.team_id != team_id):
+        return "people from other workspaces cannot control agents here"
+    if info.is_bot or info.deleted:
+        return "only people can control agents"
+    return None

@@ -216,10 +216,12 @@ async def test_a_customer_asking_for_a_team_only_action_is_told_it_is_not_for_th
     assert not notes.exists()
     outcome = desk.slack.messages[run.outcome_ts]
     assert outcome.thread_ts == ts and "append_line is not available to customers" in outcome.text
+    run = await desk.run(run.id)
+    assert run.status == RunStatus.no_action and ":white_check_mark:" not in outcome.text
 
     # A tool the agent does not have at all is still "no such tool", for anyone.
     desk.model.call("no_such_action").answer("Sorry.")
     ts = await post(desk, "do something odd", channel=SUPPORT_CHANNEL, user=GUEST)
     other = await run_for(desk, ts)
-    assert other.status in (RunStatus.succeeded, RunStatus.failed)
+    assert other.status == RunStatus.no_action  # nothing was done (issue 12.6)
     assert "there is no tool named 'no_such_action'" in desk.model.tool_results(3)[0]

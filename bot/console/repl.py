@@ -178,8 +178,8 @@ class Console:
             self.channel, self.thread = channel_id(m.group(1)), None
         elif m := re.fullmatch(r"/thread\s+\(?(\d+)\)?", text):
             self._enter_thread(int(m.group(1)))
-        elif m := re.fullmatch(r"/click\s+(\S+)\s+(.+)", text):
-            await self._click(m.group(1), m.group(2))
+        elif m := re.fullmatch(r"/click\s+(\S+)(?:\s+(.+))?", text):
+            await self._click(m.group(1), m.group(2) or "")
         elif m := re.fullmatch(r"/as\s+(you|guest|stranger)", text):
             self.user = PEOPLE[m.group(1)]
         elif m := re.fullmatch(r"/agent(?:\s+(.*))?", text):
@@ -270,7 +270,10 @@ def _click_problem(ref: str, m: ConsoleMessage | None, label: str, user: str) ->
     if m.visible_to is not None and m.visible_to != user:
         return f"Message {m.ref} is only visible to {user_name(m.visible_to)}."
     labels = m.labels()
-    if _button(m, label) is not None:
+    if not label.strip() and labels:
+        example = (labels[0].split() or ["<button>"])[0].lower()
+        return f"Which button? Message {m.ref} has {_listed(labels)}: /click {m.ref} {example}"
+    if label.strip() and _button(m, label) is not None:
         return None
     wanted = label.strip().lower()
     gone = [b for b in m.removed_buttons if b.lower().startswith(wanted)]

@@ -201,6 +201,10 @@ async def test_click_errors_name_the_real_problem(chat: Any) -> None:
     assert f"Message {approval} has no button called 'maybe'; it has [Approve] [Deny]." in await c.push(
         f"/click {approval} maybe"
     )
+    assert (
+        f"Which button? Message {approval} has [Approve] [Deny]: /click {approval} approve"
+        in await c.push(f"/click {approval}")
+    )
     approved = await c.push(f"/click {approval} approve")
     assert f"you pressed [Approve] on ({approval})" in approved and "✅ Run #1 (ops) finished." in approved
     assert f"The [Deny] button of message {approval} is gone: the message was edited since." in await c.push(

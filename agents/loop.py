@@ -12,6 +12,8 @@ import time
 from datetime import timedelta
 from typing import Any
 
+from pydantic import ValidationError
+
 from agents import gate, logcontext, metrics
 from agents.actions.base import Action, Requester
 from agents.errors import ModelError
@@ -261,8 +263,7 @@ class RunLoop:
                     )
                 if stop is not None:
                     raise stop
-                args = action.args_model.model_validate(step.arguments or {})
-                reply = await self.executor.perform(step, action, args)
+                reply = await self._repeat(step, action)
                 messages.append({"role": "tool", "tool_call_id": step.tool_call_id, "content": reply})
                 continue
             await self._wait(
@@ -276,6 +277,22 @@ class RunLoop:
             )
             return False
         return True
+
+    async def _repeat(self, step: Step, action: Action) -> str:
+        """Run an idempotent action again whose result a crash hid; returns what the model reads."""
+        try:
+            args = action.args_model.model_validate(step.arguments or {})
+        except ValidationError as e:
+            # Journaled under older rules, its arguments no longer pass (a stricter
+            # configuration): it is not repeated, and the model reads why.
+            reply = f"error: not repeated after a restart: its arguments are no longer valid: {_first(e)}"
+            assert step.id is not None
+            async with self.rt.db.write() as session:
+                await journal.finish_step(
+                    session=session, step_id=step.id, status=StepStatus.failed, error=reply, output=reply
+                )
+            return reply
+        return await self.executor.perform(step, action, args)
 
     def _conversation(self, steps: list[Step]) -> list[dict[str, Any]]:
         """The chat so far, rebuilt from the journal."""
@@ -317,7 +334,8 @@ class RunLoop:
             "channel": r.channel_id,
             "now": now().isoformat(timespec="seconds"),
         }
-        instructions = render_text(self.agent.instructions, context)
+        # What the instructions read from the environment is a secret the model must not see.
+        instructions = self.rt.redactor.clean(render_text(self.agent.instructions, context))
         who = (
             "a customer (a guest or a user of another workspace): help them, but only with your tools"
             if r.requester_role == "customer"
@@ -394,6 +412,11 @@ class RunLoop:
         metrics.RUNS_FINISHED.labels(self.run.agent, RunStatus.rolled_back).inc()
         metrics.UNDOS.labels(self.run.agent).inc()
         await self.rt.reporter.run_finished(self.run_id)
+
+
+def _first(e: ValidationError) -> str:
+    err = e.errors()[0]
+    return f"{'.'.join(str(x) for x in err['loc']) or 'arguments'}: {err['msg']}"
 
 
 def _outage(steps: list[Step]) -> list[Step]:

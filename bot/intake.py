@@ -9,6 +9,7 @@ the double delivery of one mention as `app_mention` and `message` make one run.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
 from collections.abc import Awaitable, Callable
@@ -130,6 +131,13 @@ class Intake:
         self.on_queued()
         self.presenter.announce(run.id)
         return Accepted(run.id, agent)
+
+
+def command_ts(trigger_id: str) -> str:
+    """What stands for a message ts for a slash command (it has no message): unique per
+    command, and as short as a ts column takes. Slack's trigger ids are about 41 characters,
+    so they are hashed rather than kept whole."""
+    return "command:" + hashlib.sha256(trigger_id.encode()).hexdigest()[:24]
 
 
 def _clean(text: str) -> str:

@@ -20,7 +20,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from agents.redaction import Redactor
 from bot.commands import Command, near_miss, parse
 from bot.controls import Controls, Reply
-from bot.intake import Incoming, Intake
+from bot.intake import Incoming, Intake, command_ts
 from bot.places import Scope, Where
 from bot.redaction import RedactingApp
 
@@ -107,7 +107,7 @@ def build_app(
             channel_id=command["channel_id"],
             user_id=user_id,
             text=text,
-            ts=f"command:{command.get('trigger_id') or ''}",
+            ts=command_ts(command.get("trigger_id") or ""),
             thread_ts=None,
             channel_type=None,
             via="command",

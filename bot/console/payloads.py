@@ -58,8 +58,7 @@ def _envelope(event: dict[str, Any]) -> dict[str, Any]:
 
 
 def slash_command(*, channel: str, user: str, text: str) -> dict[str, Any]:
-    # A short trigger id: intake keeps `command:<trigger_id>` as the request's ts (32 characters).
-    trigger = f"{next(_triggers)}.{uuid.uuid4().hex[:12]}"
+    trigger = f"{next(_triggers)}.{uuid.uuid4().int % 10**9}.{uuid.uuid4().hex[:19]}"  # Slack's shape
     return {
         "token": "console",
         "team_id": TEAM,

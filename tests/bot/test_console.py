@@ -141,9 +141,8 @@ async def test_public_thread_replies_sit_under_their_thread_and_ephemeral_ones_a
         "/join general\n/as guest\n@chatops pause all agents\n/as you\n/agent status\n/agent pause all\n",
     )
 
-    refusal = (
-        "    (only visible to guest) #general ▸ thread 1 · chatops: Sorry @guest, you can't pause agents"
-    )
+    # A refusal goes only to the one refused, where they typed (here: the channel, not a thread).
+    refusal = "(only visible to guest) #general · chatops: Sorry @guest, you can't pause agents"
     assert refusal in output, output
     assert "(only visible to you) #general · chatops: *Agents*" in output  # the /agent status answer
     # The public answer to /agent pause all takes the next number: the two only-you messages took none.
@@ -233,7 +232,7 @@ async def test_buttons_on_a_message_only_you_see_are_pressed_by_its_handle(chat:
     assert (
         shown == "(only visible to you, e1) DM · chatops: Recent runs\n    [Undo run #7]   /click e1 undo\n"
     )
-    assert "(only visible to you) DM · chatops: There is no run #7." in pressed  # it reached the desk
+    assert "(only visible to you) DM · chatops: There is no run #7 here." in pressed  # it reached the desk
 
 
 async def test_quitting_with_a_run_in_flight_says_it_resumes_on_the_next_start(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
@@ -232,7 +233,8 @@ def slash_command(
         "api_app_id": APP_ID,
         "is_enterprise_install": "false",
         "response_url": f"https://hooks.slack.com/commands/{team_id}/1/x",
-        "trigger_id": trigger_id or f"{next(_event_ids)}.1.trigger",
+        # Shaped like Slack's (about 41 characters): "13345224609.738474920.8088930838d88f008e0"
+        "trigger_id": trigger_id or f"{13345224609 + next(_event_ids)}.738474920.{uuid.uuid4().hex[:19]}",
     }
 
 

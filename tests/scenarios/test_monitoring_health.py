@@ -164,7 +164,14 @@ async def test_metrics_count_what_happened(
     model.call("deploy", {"service": "api"})
     fake_slack.fail("chat.postMessage", status=429, retry_after=0)  # the first status message
     proc = await processes.serve(
-        environment(slack=fake_slack, model=model, database_url=url, config=config, CHATOPS_MODEL_RETRIES=1)
+        environment(
+            slack=fake_slack,
+            model=model,
+            database_url=url,
+            config=config,
+            CHATOPS_MODEL_RETRIES=1,
+            CHATOPS_MODEL_OUTAGE_MINUTES=0,  # the third run gives up on the model at once
+        )
     )
 
     async with outside(url) as seen:

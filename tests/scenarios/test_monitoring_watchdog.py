@@ -186,7 +186,12 @@ async def _undone(desk, run_id: int) -> bool:
 
 async def test_a_model_failing_past_the_threshold_raises_one_alert_until_the_window_passes(start_desk):
     clock = _start_clock()
-    desk = await start_desk(_config(min_runs=10, model_failures=3), model=True, chatops_model_retries=0)
+    desk = await start_desk(
+        _config(min_runs=10, model_failures=3),
+        model=True,
+        chatops_model_retries=0,
+        chatops_model_outage_minutes=0,  # each run gives up on the model at once
+    )
     desk.model.fail(500, times=3)
     for n in range(3):
         run = await desk.run(await _ask(desk, f"hello {n}"))

@@ -30,7 +30,7 @@ async def test_the_offline_planner_says_what_it_understands_when_it_does_not(sta
     await desk.send.event(ev.app_mention("<@UBOT> deploy api to staging"))
 
     run = await desk.only_run()
-    assert run.status == RunStatus.succeeded
+    assert run.status == RunStatus.no_action  # it did nothing, and says so (not ✅)
     assert await desk.tickets() == []
     outcome = desk.slack.posts()[-1]
     assert outcome.ts == run.outcome_ts

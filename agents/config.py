@@ -298,6 +298,9 @@ class AgentConfig(Strict):
 class ControlConfig(Strict):
     admins: list[str] = Field(default_factory=list)
     approval_timeout_hours: float = Field(default=24, gt=0, le=24 * 30)
+    role_cache_minutes: float = Field(default=60, gt=0, le=24 * 60 * 7)
+    """How long what Slack said of a user (member, guest, stranger) is trusted before asking again;
+    when Slack cannot answer, the last answer is used however old."""
 
 
 class SummaryConfig(Strict):

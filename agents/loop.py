@@ -24,7 +24,7 @@ from agents.runtime import Runtime
 from agents.templating import render_text
 from storage import journal, requests, runs
 from storage.clock import now
-from storage.models import Run, RunStatus, Step, StepKind, StepStatus, WaitKind
+from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus, WaitKind
 from storage.runs import Wait
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class RunLoop:
             await self._finish(RunStatus.failed, error=f"agent {run.agent!r} is no longer configured")
             return
         self.agent = agent
-        customer = request.requester_role == "customer"
+        customer = await self._is_customer(request)
         self.actions: dict[str, Action] = self.rt.registry.for_agent(agent, customer=customer)
         planner = self.rt.planner_for(agent)
         self.executor = Executor(
@@ -278,6 +278,19 @@ class RunLoop:
             return False
         return True
 
+    async def _is_customer(self, request: Request) -> bool:
+        """Whether this run reaches only what customers may. A requester Slack could not verify at
+        intake is asked about again now; one still unverifiable stays limited (and stays
+        "unverified", never stored as a customer because Slack was down)."""
+        if request.requester_role == "unverified" and self.rt.roles is not None:
+            role = await self.rt.roles.verify(team_id=request.team_id, user_id=request.user_id)
+            if role is not None:
+                assert request.id is not None
+                async with self.rt.db.write() as session:
+                    await requests.set_role(session=session, request_id=request.id, role=role)
+                request.requester_role = role
+        return request.requester_role != "member"
+
     async def _repeat(self, step: Step, action: Action) -> str:
         """Run an idempotent action again whose result a crash hid; returns what the model reads."""
         try:
@@ -336,11 +349,12 @@ class RunLoop:
         }
         # What the instructions read from the environment is a secret the model must not see.
         instructions = self.rt.redactor.clean(render_text(self.agent.instructions, context))
-        who = (
-            "a customer (a guest or a user of another workspace): help them, but only with your tools"
-            if r.requester_role == "customer"
-            else "a member of the team"
-        )
+        limited = "help them, but only with your tools"
+        who = {
+            "member": "a member of the team",
+            "customer": f"a customer (a guest or a user of another workspace): {limited}",
+            "unverified": f"someone Slack could not verify right now: {limited}",
+        }.get(r.requester_role, "a member of the team")
         return (
             f"{instructions}\n\n"
             f"Requester: <@{r.user_id}> (Slack user id {r.user_id}), {who}. "

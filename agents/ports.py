@@ -40,3 +40,12 @@ class Reporter(Protocol):
     async def run_finished(self, run_id: int) -> None:
         """The run reached a final status: refresh its status and post the outcome."""
         ...
+
+
+class Roles(Protocol):
+    """Who a requester is in the team, asked again when a run starts (its request arrived while
+    Slack could not say)."""
+
+    async def verify(self, *, team_id: str, user_id: str) -> str | None:
+        """ "member" or "customer" as the workspace says now; None when it still cannot say."""
+        ...

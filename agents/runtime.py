@@ -9,7 +9,7 @@ from datetime import timedelta
 from agents.actions.registry import Registry
 from agents.config import AgentConfig, Config
 from agents.model import Planner
-from agents.ports import Chat, Reporter
+from agents.ports import Chat, Reporter, Roles
 from agents.redaction import Redactor
 from storage.engine import Database
 
@@ -36,5 +36,7 @@ class Runtime:
     """How long a run waits out an unreachable model (retrying with backoff) before it fails."""
     max_crashes: int = 3
     """A run that crashed its worker this many times is failed instead of tried again."""
+    roles: Roles | None = None
+    """Asked when a run starts whose requester could not be verified at intake."""
     redactor: Redactor = field(default_factory=Redactor)
     """Cleans tool output of secrets before it is journaled or shown to the model."""

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from agents.config import Config
 from bot.control_messages import Reply, refusal
-from bot.surface import Surface, UserInfo
-from storage import audit, requests
+from bot.surface import Surface, UserInfo, UserLookupFailed
+from storage import audit, requests, roles
+from storage.clock import now
 from storage.engine import Database
 
 log = logging.getLogger(__name__)
@@ -24,34 +27,95 @@ log = logging.getLogger(__name__)
 USER_LOOKUP_SECONDS = 2.0  # users.info must not hold the ack past Slack's 3 s
 
 
+UNVERIFIED = "I could not verify who you are in this workspace (Slack did not answer)"
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A user's standing in the team: a full member, not one (and why), or not known now."""
+
+    member: bool | None
+    """None: Slack could not say, and it never said before."""
+    reason: str | None = None
+    """Why the user is not a member (or not known)."""
+
+    @property
+    def role(self) -> str:
+        """What a request of theirs may reach: "member", "customer", or "unverified" (re-checked
+        when its run starts; reaches only what customers may until then)."""
+        return {True: "member", False: "customer", None: "unverified"}[self.member]
+
+
 class Authority:
     def __init__(self, db: Database, config: Config, surface: Surface) -> None:
         self.db = db
         self.config = config
         self.surface = surface
+        self.fresh_for = timedelta(minutes=config.control.role_cache_minutes)
 
-    async def refusal(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str | None:
-        """Why this user may not control agents, or None when they may."""
-        reason = await self.not_a_member(user_id, team_id=team_id, user_team=user_team)
+    async def refusal(
+        self, user_id: str, *, team_id: str, user_team: str | None = None, verb: str | None = None
+    ) -> str | None:
+        """Why this user may not control agents, or None when they may.
+
+        The emergency stop works when Slack does not: `pause` (and only pause) is accepted
+        from a user of this team whom Slack cannot verify right now, and audited as such.
+        """
+        standing = await self.standing(user_id, team_id=team_id, user_team=user_team)
+        if standing.member is None and verb == "pause":
+            async with self.db.write() as session:
+                await audit.record(
+                    session=session,
+                    actor=user_id,
+                    action="unverified",
+                    target="pause",
+                    detail="accepted: Slack could not say who this is, and a pause is always allowed",
+                )
+            log.warning("pause from %s accepted unverified: users.info failed", user_id)
+            return None
+        reason = standing.reason
         if reason is None and self.config.control.admins and user_id not in self.config.control.admins:
             reason = "only the agents' admins (control.admins) can control agents"
         return reason
 
     async def not_a_member(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str | None:
-        """Why this user is not a full member of the workspace (a customer), or None."""
+        """Why this user is not (or is not known to be) a full member of the workspace, or None."""
+        return (await self.standing(user_id, team_id=team_id, user_team=user_team)).reason
+
+    async def role_of(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str:
+        """ "member", "customer" or "unverified": what a request from this user may reach."""
+        return (await self.standing(user_id, team_id=team_id, user_team=user_team)).role
+
+    async def verify(self, *, team_id: str, user_id: str) -> str | None:
+        """agents.ports.Roles: "member" or "customer" now; None while Slack still cannot say."""
+        standing = await self.standing(user_id, team_id=team_id)
+        return None if standing.member is None else standing.role
+
+    async def standing(self, user_id: str, *, team_id: str, user_team: str | None = None) -> Standing:
+        """What Slack says of the user: the database's answer while fresh, then Slack's (kept
+        for `control.role_cache_minutes`), and when Slack cannot say, the last known answer."""
         if user_team and team_id and user_team != team_id:
-            return "people from other workspaces cannot control agents here"
+            return Standing(False, "people from other workspaces cannot control agents here")
+        async with self.db.read() as session:
+            known = await roles.known_role(session=session, team_id=team_id, user_id=user_id)
+        if known is not None and known.expires_at > now():
+            return Standing(known.refusal is None, known.refusal)
         try:
             async with asyncio.timeout(USER_LOOKUP_SECONDS):
                 info = await self.surface.user(user_id)
-        except TimeoutError:
-            info = None
-        return _refusal(info, team_id=team_id)
-
-    async def role_of(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str:
-        """ "member" or "customer": what a request from this user may reach."""
-        problem = await self.not_a_member(user_id, team_id=team_id, user_team=user_team)
-        return "member" if problem is None else "customer"
+        except (TimeoutError, UserLookupFailed):
+            if known is not None:
+                log.warning(
+                    "users.info for %s failed: using what Slack said at %s", user_id, known.checked_at
+                )
+                return Standing(known.refusal is None, known.refusal)
+            return Standing(None, UNVERIFIED)
+        reason = _refusal(info, team_id=team_id)
+        async with self.db.write() as session:
+            await roles.remember_role(
+                session=session, team_id=team_id, user_id=user_id, refusal=reason, ttl=self.fresh_for
+            )
+        return Standing(reason is None, reason)
 
     async def refused(self, user_id: str, verb: str, reason: str) -> Reply:
         """Refuse a person who may not control agents (audited); only they see why."""
@@ -87,7 +151,7 @@ async def not_here(session: AsyncSession, user_id: str, verb: str, kind: str, nu
 
 def _refusal(info: UserInfo | None, *, team_id: str) -> str | None:
     if info is None:
-        return "I could not verify who you are in this workspace"
+        return "Slack does not know you in this workspace"
     if info.is_restricted or info.is_ultra_restricted:
         return "guests cannot control agents"
     if info.is_stranger or (team_id and info.team_id and info.team_id != team_id):

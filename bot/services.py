@@ -116,6 +116,7 @@ def build_services(
     )
     summaries = Summaries(db, config, surface)
     controls = Controls(db, config, surface, presenter, wake=worker.wake, summaries=summaries)
+    runtime.roles = controls.authority
     intake = Intake(db, config, presenter, on_queued=worker.wake, role_of=controls.role_of)
     watchdog = Watchdog(
         db, config, surface, slack_health or SlackHealth(), max_crashes=settings.chatops_max_crashes

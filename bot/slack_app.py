@@ -145,7 +145,7 @@ async def _control(
     """A slash control: authorized, never replayed; `/agent undo` alone offers a choice."""
     if command.verb == "help":
         return await controls.run_command(command, user_id=user_id, where=where)
-    refusal = await controls.authority.refusal(user_id, team_id=where.team_id)
+    refusal = await controls.authority.refusal(user_id, team_id=where.team_id, verb=command.verb)
     if refusal:
         return await controls.authority.refused(user_id, command.verb, refusal)
     replayed = await controls.authority.first_time(user_id, command.verb, trigger)
@@ -194,7 +194,9 @@ async def _take(
         reply = await controls.did_you_mean(meant, user_id=m.user_id, where=where)
     else:
         assert command is not None
-        refusal = await controls.authority.refusal(m.user_id, team_id=m.team_id, user_team=m.user_team)
+        refusal = await controls.authority.refusal(
+            m.user_id, team_id=m.team_id, user_team=m.user_team, verb=command.verb
+        )
         if refusal:
             reply = await controls.authority.refused(m.user_id, command.verb, refusal)
         else:
@@ -225,7 +227,9 @@ async def _button(controls: Controls, body: dict[str, Any], action: dict[str, An
     action_id, value = action["action_id"], action.get("value")
     command = parse(str(value or ""), slash=True) if action_id == "chatops_command" else None
     verb = BUTTON_VERBS.get(action_id) or (command.verb if command else "help")
-    refusal = await controls.authority.refusal(user_id, team_id=team_id, user_team=user.get("team_id"))
+    refusal = await controls.authority.refusal(
+        user_id, team_id=team_id, user_team=user.get("team_id"), verb=verb
+    )
     if refusal:
         reply = await controls.authority.refused(user_id, verb, refusal)
     else:

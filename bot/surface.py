@@ -30,6 +30,10 @@ log = logging.getLogger(__name__)
 GONE = {"message_not_found", "channel_not_found", "cant_delete_message"}
 
 
+class UserLookupFailed(Exception):
+    """Slack could not say who a user is right now (users.info failed)."""
+
+
 @dataclass(frozen=True)
 class UserInfo:
     id: str
@@ -75,7 +79,10 @@ class Surface(Protocol):
         """A message only `user` sees (its buttons work like any message's)."""
         ...
 
-    async def user(self, user_id: str) -> UserInfo | None: ...
+    async def user(self, user_id: str) -> UserInfo | None:
+        """What the workspace says of a user; None: no such user. Raises UserLookupFailed when
+        it cannot say now."""
+        ...
 
 
 class _CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
@@ -109,7 +116,6 @@ class SlackSurface:
     def __init__(self, client: AsyncWebClient, *, on_failure: Callable[[], None] | None = None) -> None:
         self.client = client
         self.on_failure = on_failure or (lambda: None)
-        self._users: dict[str, UserInfo] = {}
         self._session: aiohttp.ClientSession | None = None
 
     def _keep_alive(self) -> None:
@@ -212,15 +218,24 @@ class SlackSurface:
         await self._call("views.publish", self.client.views_publish(user_id=user, view=view))
 
     async def user(self, user_id: str) -> UserInfo | None:
-        if user_id in self._users:
-            return self._users[user_id]
+        """What users.info says of a user; None when Slack says there is no such user.
+
+        Raises UserLookupFailed when Slack could not say (an outage, a rate limit past the
+        retries): not knowing is not the same as "not a member" (bot.authority keeps the last
+        known answer for that).
+        """
         try:
             response = await self._call("users.info", self.client.users_info(user=user_id))
         except SlackApiError as e:
+            if _code(e) in ("user_not_found", "users_not_found"):
+                return None
             log.warning("users.info %s failed: %s", user_id, _code(e))
-            return None
+            raise UserLookupFailed(_code(e)) from None
+        except Exception as e:  # broad on purpose: any transport failure means "could not ask"
+            log.warning("users.info %s failed: %s", user_id, type(e).__name__)
+            raise UserLookupFailed(type(e).__name__) from None
         u = response.get("user") or {}
-        info = UserInfo(
+        return UserInfo(
             id=user_id,
             team_id=u.get("team_id"),
             is_bot=bool(u.get("is_bot")),
@@ -229,8 +244,6 @@ class SlackSurface:
             is_stranger=bool(u.get("is_stranger")),
             deleted=bool(u.get("deleted")),
         )
-        self._users[user_id] = info
-        return info
 
 
 def _code(e: SlackApiError) -> str:

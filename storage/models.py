@@ -355,6 +355,20 @@ class Alert(SQLModel, table=True):
     ts: str | None = Field(default=None, max_length=32)
 
 
+class UserRole(SQLModel, table=True):
+    """What Slack last said of a user (users.info), kept so that a Slack outage does not turn a
+    member into a stranger: fresh until `expires_at`, and the last known word after that while
+    Slack does not answer."""
+
+    __tablename__ = "user_roles"
+    team_id: str = Field(primary_key=True, max_length=32)
+    user_id: str = Field(primary_key=True, max_length=32)
+    refusal: str | None = Field(default=None, sa_column=Column(Text))
+    """Why the user is not a full member of the team (a guest, another workspace...); None: a member."""
+    checked_at: datetime = Field(default_factory=now)
+    expires_at: datetime
+
+
 class Meta(SQLModel, table=True):
     """Key/value facts about the database itself (schema version)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from sqlalchemy import update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -60,3 +61,8 @@ async def thread_has_runs(
         .limit(1)
     )
     return (await session.exec(stmt)).first()
+
+
+async def set_role(*, session: AsyncSession, request_id: int, role: str) -> None:
+    """The requester's role, verified after the request was taken (see RunLoop)."""
+    await session.exec(update(Request).where(col(Request.id) == request_id).values(requester_role=role))

@@ -278,6 +278,9 @@ class AgentConfig(Strict):
     autonomy: Autonomy = "auto"  # auto: act; approve: ask before every side effect; propose: only say
     action_autonomy: dict[str, Autonomy] = Field(default_factory=dict)  # per action, for this agent
     customer_actions: list[str] | None = None  # what customers may reach; default: actions marked so
+    history_tokens: int = Field(default=3000, ge=0, le=200_000)
+    """How much of the thread's earlier conversation a run reads (about 4 characters a token);
+    the oldest parts are condensed first, then left out. 0: none."""
 
     @model_validator(mode="after")
     def _instructions_render(self, info: ValidationInfo) -> AgentConfig:

@@ -17,12 +17,15 @@ from agents.config import AUTONOMY_ORDER
 from agents.errors import ActionError
 from agents.model import ToolCall
 from agents.runtime import Runtime
-from storage import approvals, journal, locks
+from storage import approvals, journal, locks, steering
 from storage.clock import now
 from storage.models import ApprovalStatus, Step, StepKind, StepStatus, WaitKind
 from storage.runs import Wait
 
 log = logging.getLogger(__name__)
+
+
+STEERED = "not run: someone wrote in the thread after you decided this; read it and decide again"
 
 
 class Executor:
@@ -85,6 +88,7 @@ class Executor:
         ctx = self.context(key)
         resource = action.resource(args, ctx)
         busy: str | None = None
+        steered = False
         async with self.rt.db.write() as session:
             stop = await gate.stop(
                 session=session,
@@ -93,9 +97,28 @@ class Executor:
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
             )
-            if stop is None and resource:
+            # A reply in the thread came in after the model decided this call: the call waits for
+            # the model to read it (at the run's next model turn) and decide again.
+            steered = stop is None and bool(await steering.unread(session=session, run_id=self.run_id))
+            if steered:  # the lease was renewed by gate.stop, in this transaction
+                t = now()
+                await journal.add_step(
+                    session=session,
+                    run_id=self.run_id,
+                    kind=StepKind.action,
+                    name=action.name,
+                    tool_call_id=call.id,
+                    call_key=call.key,
+                    arguments=args.model_dump(mode="json"),
+                    status=StepStatus.rejected,
+                    error=STEERED,
+                    output=f"error: {STEERED}",
+                    started_at=t,
+                    finished_at=t,
+                )
+            elif stop is None and resource:
                 busy = await self._lock(session, resource)
-            if stop is None and busy is None:  # the lease was renewed by gate.stop, in this transaction
+            if stop is None and busy is None and not steered:  # the lease was renewed by gate.stop
                 step = await journal.add_step(
                     session=session,
                     run_id=self.run_id,
@@ -114,6 +137,8 @@ class Executor:
         if busy is not None:
             raise gate.ResourceBusy(busy)  # the run already waits (released above)
         await self.rt.reporter.run_progressed(self.run_id)
+        if steered:
+            return f"error: {STEERED}"
         return await self.perform(step, action, args)
 
     async def perform(self, step: Step, action: Action, args: BaseModel) -> str:

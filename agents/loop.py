@@ -1,8 +1,9 @@
 """The agent loop for one run: model turn -> tool calls -> journal, until an answer.
 
-The conversation is rebuilt from the journal every time a worker picks the run
-up, so a run resumes exactly where it stopped: after a crash, a pause, or an
-approval.
+The conversation is rebuilt from the journal every time a worker picks the run up
+(agents.conversation), so a run resumes exactly where it stopped: after a crash, a pause,
+or an approval. A reply in the thread while the run works steers it: the run reads it at its
+next model turn (storage.steering), and does not end while one is unread.
 """
 
 from __future__ import annotations
@@ -14,15 +15,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents import gate, logcontext, metrics
+from agents import conversation, gate, logcontext, metrics
 from agents.actions.base import Action, Requester
+from agents.conversation import EarlierRun, TurnContext
 from agents.errors import ModelError
 from agents.executor import Executor
 from agents.model import Planner, ToolCall, Turn
-from agents.rollback import Reversal, reverse_run
+from agents.outcomes import counted, describe, did_nothing, first_error, outage, unrecovered_failures
+from agents.rollback import reverse_run
 from agents.runtime import Runtime
-from agents.templating import render_text
-from storage import journal, requests, runs
+from storage import journal, requests, runs, steering, threads
 from storage.clock import now
 from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus, WaitKind
 from storage.runs import Wait
@@ -93,10 +95,17 @@ class RunLoop:
             await self._finish(RunStatus.failed, error=str(stop))
 
     async def _work(self, planner: Planner, steps: list[Step]) -> None:
-        messages = self._conversation(steps)
+        earlier, history = await self._thread()
+        self.context = TurnContext(requester=self.request.user_id, thread=tuple(earlier))
+        async with self.rt.db.read() as session:
+            steered = await steering.of_run(session=session, run_id=self.run_id)
+        system = self.rt.redactor.clean(  # what instructions read from the environment stays here
+            conversation.system_prompt(self.agent, self.request, self.run_id)
+        )
+        messages = conversation.rebuild(system, history, self.request.text, steps, steered)
         if not await self._reconcile(steps, messages):
             return
-        count = sum(1 for s in steps if _counted(s))
+        count = sum(1 for s in steps if counted(s))
         for call in self._pending_calls(steps):
             messages.append(await self._tool(call))
             count += 1
@@ -116,13 +125,29 @@ class RunLoop:
             for index, call in enumerate(turn.tool_calls):
                 call.turn, call.index = self.last_turn, index
             if not turn.tool_calls:
-                await self._conclude(turn.content or "")
-                return
+                if await self._conclude(turn.content or ""):
+                    return
+                continue  # a reply steered the run as it was ending: the model reads it next
             for call in turn.tool_calls:
                 if count >= self.agent.max_steps:
                     break  # the next iteration fails the run
                 messages.append(await self._tool(call))
                 count += 1
+
+    async def _thread(self) -> tuple[list[EarlierRun], list[dict[str, Any]]]:
+        """The thread so far: taken from the journal the first time the run asks the model, and
+        kept with the run, so a resumed run reads the same (agents.conversation)."""
+        if self.run.history is not None:
+            return conversation.from_snapshot(self.run.history)
+        async with self.rt.db.read() as session:
+            past = await threads.earlier_runs(session=session, run=self.run)
+        earlier = conversation.remember(past, for_customer=self.request.requester_role != "member")
+        history = conversation.history(earlier, self.agent.history_tokens)
+        kept = conversation.snapshot(earlier, history)
+        async with self.rt.db.write() as session:
+            await runs.set_history(session=session, run_id=self.run_id, history=kept)
+        self.run.history = kept
+        return earlier, history
 
     async def _tool(self, call: ToolCall) -> dict[str, Any]:
         reply = await self.executor.call(call)
@@ -140,6 +165,7 @@ class RunLoop:
                 lease=self.rt.lease,
             )
             if stop is None:  # the lease was renewed by gate.stop, in this transaction
+                read = await steering.read(session=session, run_id=self.run_id)
                 step = await journal.add_step(
                     session=session,
                     run_id=self.run_id,
@@ -150,9 +176,12 @@ class RunLoop:
             raise stop
         assert step.id is not None
         self.last_turn = step.seq
+        messages.extend(conversation.steering_message(s) for s in read)
+        if read:
+            await self.rt.reporter.run_progressed(self.run_id)  # the thread sees they were read
         started = time.monotonic()
         try:
-            turn = await planner.next_turn(messages, tools)
+            turn = await planner.next_turn(messages, tools, context=self.context)
         except ModelError as e:
             metrics.MODEL_SECONDS.labels(planner.label).observe(time.monotonic() - started)
             async with self.rt.db.write() as session:
@@ -201,7 +230,7 @@ class RunLoop:
         """
         async with self.rt.db.read() as session:
             steps = await journal.steps_of(session=session, run_id=self.run_id)
-        failures = _outage(steps)
+        failures = outage(steps)
         since = failures[0].started_at
         lasted = now() - since
         if lasted >= self.rt.model_outage:
@@ -220,20 +249,19 @@ class RunLoop:
         )
         await self._wait(Wait(WaitKind.model, None, reason, wake_at=wake))
 
-    async def _conclude(self, answer: str) -> None:
-        """The model answered without tool calls: the run is done, well or not."""
+    async def _conclude(self, answer: str) -> bool:
+        """The model answered without tool calls: the run is done, well or not. False when a
+        reply in the thread is still unread: the run goes on and reads it instead of ending."""
         async with self.rt.db.read() as session:
             steps = await journal.steps_of(session=session, run_id=self.run_id)
-        failed = _unrecovered_failures(steps)
+        failed = unrecovered_failures(steps)
         if failed:
             names = ", ".join(f"{s.name} (step {s.seq}): {s.error}" for s in failed)
-            await self._finish(RunStatus.failed, outcome=answer, error=f"an action failed: {names}")
-            return
-        nothing = _did_nothing(steps)
+            return await self._finish(RunStatus.failed, outcome=answer, error=f"an action failed: {names}")
+        nothing = did_nothing(steps)
         if nothing is not None:
-            await self._finish(RunStatus.no_action, outcome=answer, error=nothing)
-        else:
-            await self._finish(RunStatus.succeeded, outcome=answer)
+            return await self._finish(RunStatus.no_action, outcome=answer, error=nothing, unless_steered=True)
+        return await self._finish(RunStatus.succeeded, outcome=answer, unless_steered=True)
 
     async def _reconcile(self, steps: list[Step], messages: list[dict[str, Any]]) -> bool:
         """Settle steps a crash left as intents. False if the run must stop for a human."""
@@ -298,7 +326,9 @@ class RunLoop:
         except ValidationError as e:
             # Journaled under older rules, its arguments no longer pass (a stricter
             # configuration): it is not repeated, and the model reads why.
-            reply = f"error: not repeated after a restart: its arguments are no longer valid: {_first(e)}"
+            reply = (
+                f"error: not repeated after a restart: its arguments are no longer valid: {first_error(e)}"
+            )
             assert step.id is not None
             async with self.rt.db.write() as session:
                 await journal.finish_step(
@@ -306,21 +336,6 @@ class RunLoop:
                 )
             return reply
         return await self.executor.perform(step, action, args)
-
-    def _conversation(self, steps: list[Step]) -> list[dict[str, Any]]:
-        """The chat so far, rebuilt from the journal."""
-        messages: list[dict[str, Any]] = [
-            {"role": "system", "content": self._system_prompt()},
-            {"role": "user", "content": self.request.text},
-        ]
-        for step in steps:
-            if step.kind == StepKind.model and step.status == StepStatus.succeeded and step.data:
-                messages.append(step.data["message"])
-            elif step.kind == StepKind.action and step.status != StepStatus.intent:
-                messages.append(
-                    {"role": "tool", "tool_call_id": step.tool_call_id, "content": step.output or ""}
-                )
-        return messages
 
     def _pending_calls(self, steps: list[Step]) -> list[ToolCall]:
         """Tool calls of the last model turn that have no step yet (stopped in between)."""
@@ -337,30 +352,6 @@ class RunLoop:
         for index, call in enumerate(calls):
             call.turn, call.index = last.seq, index
         return [c for c in calls if c.key not in done_keys and c.id not in done_ids]
-
-    def _system_prompt(self) -> str:
-        r = self.request
-        context = {
-            "agent": self.agent,
-            "request": r,
-            "user": r.user_id,
-            "channel": r.channel_id,
-            "now": now().isoformat(timespec="seconds"),
-        }
-        # What the instructions read from the environment is a secret the model must not see.
-        instructions = self.rt.redactor.clean(render_text(self.agent.instructions, context))
-        limited = "help them, but only with your tools"
-        who = {
-            "member": "a member of the team",
-            "customer": f"a customer (a guest or a user of another workspace): {limited}",
-            "unverified": f"someone Slack could not verify right now: {limited}",
-        }.get(r.requester_role, "a member of the team")
-        return (
-            f"{instructions}\n\n"
-            f"Requester: <@{r.user_id}> (Slack user id {r.user_id}), {who}. "
-            f"Channel: <#{r.channel_id}>. Time (UTC): {context['now']}. "
-            f"Run: #{self.run_id}."
-        )
 
     async def _poisoned(self, run: Run) -> None:
         """The run crashed its worker `max_crashes` times: fail it (rolled back per its agent's
@@ -385,9 +376,18 @@ class RunLoop:
         await self.rt.reporter.run_progressed(self.run_id)
 
     async def _finish(
-        self, status: RunStatus, *, outcome: str | None = None, error: str | None = None
-    ) -> None:
-        """Give the run its final status, rolling back a failure when the policy says so."""
+        self,
+        status: RunStatus,
+        *,
+        outcome: str | None = None,
+        error: str | None = None,
+        unless_steered: bool = False,
+    ) -> bool:
+        """Give the run its final status, rolling back a failure when the policy says so.
+
+        `unless_steered`: not while a reply in the thread is unread (returns False; the run goes
+        on). Otherwise the replies it did not read become runs of their own (storage.steering).
+        """
         if status == RunStatus.failed and getattr(self, "agent", None) is not None:
             if self.agent.on_failure == "rollback":
                 reversals = await reverse_run(
@@ -395,25 +395,38 @@ class RunLoop:
                 )
                 if any(r.reversed for r in reversals):
                     status = RunStatus.rolled_back
-                error = (error or "") + _describe(reversals)
+                error = (error or "") + describe(reversals)
         async with self.rt.db.write() as session:
-            await runs.release(
+            ended = await runs.release(
                 session=session,
                 run_id=self.run_id,
                 worker_id=self.rt.worker_id,
                 status=status,
                 outcome=outcome,
                 error=error,
+                unless_steered=unless_steered,
             )
+        if not ended:
+            return False
         metrics.RUNS_FINISHED.labels(self.run.agent, status).inc()
         if status == RunStatus.rolled_back:
             metrics.ROLLBACKS.labels(self.run.agent).inc()
         await self.rt.reporter.run_finished(self.run_id)
+        return True
 
     async def _undo(self, by_user: str) -> None:
         reversals = await reverse_run(
             self.rt, run_id=self.run_id, agent=self.agent.name, requester=self.requester
         )
+        report = describe(reversals)
+        if not reversals:
+            async with self.rt.db.read() as session:
+                acted = any(
+                    s.kind == StepKind.action
+                    for s in await journal.steps_of(session=session, run_id=self.run_id)
+                )
+            if not acted:
+                report = " It had done nothing yet, so there was nothing to undo."
         async with self.rt.db.write() as session:
             await runs.release(
                 session=session,
@@ -421,81 +434,8 @@ class RunLoop:
                 worker_id=self.rt.worker_id,
                 status=RunStatus.rolled_back,
                 outcome=(self.run.outcome or "").strip(),
-                error=f"Undone at the request of <@{by_user}>.{_describe(reversals)}",
+                error=f"Undone at the request of <@{by_user}>.{report}",
             )
         metrics.RUNS_FINISHED.labels(self.run.agent, RunStatus.rolled_back).inc()
         metrics.UNDOS.labels(self.run.agent).inc()
         await self.rt.reporter.run_finished(self.run_id)
-
-
-def _first(e: ValidationError) -> str:
-    err = e.errors()[0]
-    return f"{'.'.join(str(x) for x in err['loc']) or 'arguments'}: {err['msg']}"
-
-
-def _outage(steps: list[Step]) -> list[Step]:
-    """The model turns that failed to reach the model since the last one that answered."""
-    failures: list[Step] = []
-    for step in steps:
-        if step.kind != StepKind.model:
-            continue
-        if step.status == StepStatus.failed and (step.data or {}).get("transient"):
-            failures.append(step)
-        elif step.status == StepStatus.succeeded:
-            failures = []
-    return failures
-
-
-def _counted(step: Step) -> bool:
-    """A step that counts against max_steps: an action, or a model turn that answered."""
-    if step.kind == StepKind.action:
-        return True
-    return step.kind == StepKind.model and step.status == StepStatus.succeeded
-
-
-def _did_nothing(steps: list[Step]) -> str | None:
-    """Why a run that is ending did nothing, or None when it did something (or only talked).
-
-    Nothing was done when no action ran or was proposed, and either a call was refused
-    (rejected arguments, an unknown tool, an action customers may not reach) or the planner
-    could not make out the request. An answer with no calls at all is a conversation, and
-    succeeds.
-    """
-    actions = [s for s in steps if s.kind == StepKind.action]
-    if any(s.status in (StepStatus.succeeded, StepStatus.proposed, StepStatus.compensated) for s in actions):
-        return None
-    refused = [s for s in actions if s.status == StepStatus.rejected]
-    if refused:
-        why = "; ".join(f"{s.name}: {s.error}" for s in refused[-3:])
-        return f"Nothing was done: every call was refused ({why})."
-    last = next(
-        (s for s in reversed(steps) if s.kind == StepKind.model and s.status == StepStatus.succeeded), None
-    )
-    if last is not None and (last.data or {}).get("understood") is False:
-        return "Nothing was done: the request was not understood."
-    return None
-
-
-def _unrecovered_failures(steps: list[Step]) -> list[Step]:
-    """Failed action steps not followed by a success of the same action."""
-    failed: list[Step] = []
-    for i, step in enumerate(steps):
-        if step.kind != StepKind.action or step.status != StepStatus.failed:
-            continue
-        later = steps[i + 1 :]
-        if not any(s.name == step.name and s.status == StepStatus.succeeded for s in later):
-            failed.append(step)
-    return failed
-
-
-def _describe(reversals: list[Reversal]) -> str:
-    if not reversals:
-        return ""
-    done = [r.text for r in reversals if r.reversed]
-    kept = [r.text for r in reversals if not r.reversed]
-    text = ""
-    if done:
-        text += "\nReversed: " + "; ".join(done) + "."
-    if kept:
-        text += "\nCould not reverse: " + "; ".join(kept) + "."
-    return text

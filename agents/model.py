@@ -10,6 +10,7 @@ import openai
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletion
 
+from agents.conversation import TurnContext
 from agents.errors import ModelError
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,16 @@ class Planner(Protocol):
     """How replies name the planner: the model's name, or "offline planner"."""
     offline: bool
 
-    async def next_turn(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn: ...
+    async def next_turn(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        context: TurnContext | None = None,
+    ) -> Turn:
+        """The next turn. `context`: who asks and the thread as data, for planners that read it (the
+        offline planner); never sent to a model."""
+        ...
 
 
 class OpenAIPlanner:
@@ -83,7 +93,13 @@ class OpenAIPlanner:
         self.model = model
         self.label = model
 
-    async def next_turn(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
+    async def next_turn(
+        self,
+        messages: list[dict[str, Any]],
+        tools: list[dict[str, Any]],
+        *,
+        context: TurnContext | None = None,
+    ) -> Turn:
         kwargs: dict[str, Any] = {"model": self.model, "messages": messages}
         if tools:
             kwargs["tools"] = tools

@@ -78,9 +78,12 @@ class ZeroLatencyModel:
         self.seconds = 0.0
         self._n = 0
 
-    async def next_turn(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
+    async def next_turn(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *, context: Any = None
+    ) -> Turn:
         t = time.perf_counter()
-        done = sum(1 for m in messages if m["role"] == "assistant")
+        request = max(i for i, m in enumerate(messages) if m["role"] == "user")  # after the history
+        done = sum(1 for m in messages[request:] if m["role"] == "assistant")
         self._n += 1
         if done < self.rounds:
             turn = Turn(
@@ -141,14 +144,14 @@ class Counter:
         self.statements += 1
 
 
-async def one_run(db: Database, rt: Runtime, n: int) -> int:
+async def one_run(db: Database, rt: Runtime, n: int, thread: int | None = None) -> int:
     request = RequestBase(
         kind="mention",
         team_id="T1",
         channel_id="C1",
         user_id="U1",
         ts=f"1700000000.{n:06d}",
-        thread_ts=f"1700000000.{n:06d}",
+        thread_ts=f"1700000000.{(thread if thread is not None else n):06d}",
         text="do nothing, several times",
         agent="ops",
     )
@@ -163,8 +166,15 @@ async def one_run(db: Database, rt: Runtime, n: int) -> int:
 
 
 async def measure(
-    db: Database, rounds: int, n_runs: int, first: int, profile: cProfile.Profile | None
+    db: Database,
+    rounds: int,
+    n_runs: int,
+    first: int,
+    profile: cProfile.Profile | None,
+    history: int = 0,
 ) -> dict[str, Any]:
+    """`history`: each measured run is the next request of a thread that already had this many
+    runs (of one round each), so its model input carries that much conversation."""
     model, noop = ZeroLatencyModel(rounds), Noop()
     rt = runtime(db, model, noop)
     counter = Counter(db)
@@ -173,7 +183,16 @@ async def measure(
     statements: list[float] = []
     steps = 2 * rounds + 1
     for i in range(n_runs):
-        run_id = await one_run(db, rt, first + i)
+        thread = None
+        if history:
+            thread = first + i * (history + 1)
+            seed = ZeroLatencyModel(1)
+            seeding = runtime(db, seed, Noop())
+            for k in range(history):
+                await RunLoop(seeding, await one_run(db, seeding, thread + k, thread)).execute()
+            run_id = await one_run(db, rt, thread + history, thread)
+        else:
+            run_id = await one_run(db, rt, first + i)
         model.seconds = noop.seconds = 0.0
         counter.statements = 0
         if profile:
@@ -192,6 +211,7 @@ async def measure(
         statements.append(counter.statements / steps)
     return {
         "rounds": rounds,
+        "history": history,
         "steps": steps,
         "per_step": per_step,
         "per_run": per_run,
@@ -221,6 +241,7 @@ async def main() -> None:
             await measure(db, rounds, args.runs, 1000 * rounds, profile if rounds == 10 else None)
             for rounds in (1, 10)
         ]
+        threaded = await measure(db, 10, args.runs, 100_000, None, history=20)
     finally:
         await db.dispose()
     rows = []
@@ -263,7 +284,26 @@ async def main() -> None:
             [[ms(slope), ms(fixed), "<= 5 ms median per step", ms(median(long_["per_step"])), verdict]],
         )
     )
-    save_json("orchestration", {"url": url.split("@")[-1], "patches": applied, "results": results})
+    plain, remembered = median(long_["per_step"]), median(threaded["per_step"])
+    emit(
+        table(
+            "Thread memory: the same 21-step runs as the next request of a thread of 20 runs",
+            ["median ms/step, no history", "median ms/step, 20 runs of history", "cost", "target", "status"],
+            [
+                [
+                    ms(plain),
+                    ms(remembered),
+                    f"{(remembered / plain - 1) * 100:+.0f}%",
+                    "<= +20%",
+                    "met" if remembered <= plain * 1.2 else "NOT met",
+                ]
+            ],
+        )
+    )
+    save_json(
+        "orchestration",
+        {"url": url.split("@")[-1], "patches": applied, "results": [*results, threaded]},
+    )
     if profile:
         out = io.StringIO()
         pstats.Stats(profile, stream=out).sort_stats("tottime").print_stats(25)

@@ -16,12 +16,14 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
 from agents import metrics
 from agents.config import Config
 from bot.presenter import Presenter
-from storage import requests
+from storage import requests, steering
 from storage.engine import Database
-from storage.models import RequestBase
+from storage.models import RequestBase, Run
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ class Incoming:
 class Accepted:
     run_id: int
     agent: str
+    steered: bool = False
+    """The message steers `run_id`, a run of its thread in flight, instead of starting one."""
 
 
 class Intake:
@@ -118,19 +122,49 @@ class Intake:
             agent=agent,
             requester_role=role,
         )
+        in_thread = m.via != "command" and m.thread_ts is not None and m.thread_ts != m.ts
         async with self.db.write(urgent=True) as session:
             if m.delivery and not await requests.record_delivery(session=session, key=m.delivery, kind=m.via):
                 return None  # Slack retried a delivery we already took
-            created = await requests.create_request(session=session, request=request)
-            if created is None:
-                return None  # the same message, delivered through another event type
-            _, run = created
+            target = await self._run_to_steer(session, request) if in_thread else None
+            if target is not None:
+                request.agent = target.agent
+                if await steering.attach(session=session, request=request, run_id=target.id or 0) is None:
+                    return None  # the same message, delivered through another event type
+                run = target
+            else:
+                created = await requests.create_request(session=session, request=request)
+                if created is None:
+                    return None  # the same message, delivered through another event type
+                _, run = created
         assert run.id is not None
-        metrics.REQUESTS.labels(kind).inc()
+        metrics.REQUESTS.labels("steering" if target is not None else kind).inc()
+        if target is not None:
+            log.info("reply in the thread of run #%s steers it (%s)", run.id, m.channel_id)
+            self.presenter.steered(run.id, channel=m.channel_id, ts=m.ts)
+            return Accepted(run.id, run.agent, steered=True)
         log.info("request accepted: run #%s for %s (%s in %s)", run.id, agent, kind, m.channel_id)
         self.on_queued()
         self.presenter.announce(run.id)
         return Accepted(run.id, agent)
+
+    async def _run_to_steer(self, session: AsyncSession, request: RequestBase) -> Run | None:
+        """The thread's run in flight this reply steers, or None (then it is a request of its own).
+
+        A person steers a run they asked for, and a team member steers any; a customer's reply
+        to a team member's run is a request of its own (it reaches only what customers may, and
+        must not speak inside a run that reaches more).
+        """
+        run = await steering.run_to_steer(
+            session=session,
+            team_id=request.team_id,
+            channel_id=request.channel_id,
+            thread_ts=request.thread_ts,
+        )
+        if run is None or request.requester_role == "member":
+            return run
+        asked = await requests.get_request(session=session, request_id=run.request_id)
+        return run if asked is not None and asked.user_id == request.user_id else None
 
 
 def command_ts(trigger_id: str) -> str:

@@ -16,13 +16,13 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TypeVar
 
 from bot.approval_messages import ApprovalMessages, is_ts
 from bot.render import Message, escape, render
 from bot.surface import Surface
-from storage import approvals, controls, journal, requests, runs
+from storage import approvals, controls, journal, requests, runs, steering
 from storage.engine import Database
 from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus
 from storage.runs import PENDING
@@ -71,6 +71,8 @@ class RunView:
     """When the run is queued behind a pause: which pause ("all agents" or the agent)."""
     behind: int | None = None
     """When the run is queued behind an earlier run in its thread: that run's id."""
+    steering: list[Request] = field(default_factory=list)
+    """Replies in the thread that steer the run (read, or waiting for its next step)."""
 
     @property
     def planner(self) -> str:
@@ -111,11 +113,15 @@ class RunView:
 
     def lines(self) -> list[str]:
         out = []
+        said = {s.steer_seq: s for s in self.steering if s.steer_seq is not None}
         for s in self.steps:
+            if s.seq in said:
+                out.append(_steering_line(said[s.seq], read=True))
             if s.kind == StepKind.action:
                 out.append(_action_line(s))
             elif s.kind == StepKind.compensation and s.status == StepStatus.failed:
                 out.append(f":warning: undo of {s.name} failed: {s.error}")
+        out.extend(_steering_line(s, read=False) for s in self.steering if s.steer_seq is None)
         return out[-25:]
 
     def done(self) -> list[str]:
@@ -152,6 +158,12 @@ class RunView:
 
 def _summary(s: Step) -> str:
     return str((s.data or {}).get("summary") or s.name)
+
+
+def _steering_line(steer: Request, *, read: bool) -> str:
+    said = steer.text if len(steer.text) <= 200 else steer.text[:199] + "…"
+    when = "read" if read else "received, read at the next step"
+    return f":speech_balloon: <@{steer.user_id}>: “{escape(said)}” ({when})"
 
 
 def _action_line(s: Step) -> str:
@@ -221,6 +233,17 @@ class Presenter:
         """Post the run's first message soon, without holding up the caller (the ack)."""
         self._spawn(self._announce(run_id))
 
+    def steered(self, run_id: int, *, channel: str, ts: str) -> None:
+        """A reply steers the run: 👀 on it, and the status message says it was received."""
+        self._spawn(self._steered(run_id, channel, ts))
+
+    async def _steered(self, run_id: int, channel: str, ts: str) -> None:
+        try:
+            await self.surface.react(channel=channel, ts=ts, name="eyes")
+        except Exception as e:  # broad on purpose: a reaction is decoration
+            log.warning("reaction on a reply steering run #%s failed: %s", run_id, e)
+        await self.run_progressed(run_id)
+
     def _spawn(self, work: Coroutine[object, object, None]) -> None:
         task = asyncio.create_task(work)
         self._background.add(task)
@@ -268,12 +291,13 @@ class Presenter:
                 return None
             request = await requests.get_request(session=session, request_id=run.request_id)
             steps = await journal.steps_of(session=session, run_id=run_id)
+            steered = await steering.of_run(session=session, run_id=run_id)
             pause, behind = None, None
             if run.status == RunStatus.queued:
                 pause = await controls.paused_scope(session=session, agent=run.agent)
                 behind = await runs.run_ahead(session=session, run=run)
         paused_by = None if pause is None else ("all agents are" if pause.scope == "*" else f"{run.agent} is")
-        return RunView(run, request, steps, paused_by, behind) if request else None
+        return RunView(run, request, steps, paused_by, behind, steered) if request else None
 
     def _status_message(self, view: RunView) -> Message:
         text = "\n".join([view.header(), *view.lines(), f"_{view.footer()}_"])

@@ -98,10 +98,17 @@ class Request(RequestBase, table=True):
     __tablename__ = "requests"
     __table_args__ = (
         UniqueConstraint("team_id", "channel_id", "ts", name="uq_request_message"),
+        # The steering messages a run has not read yet (every step boundary asks).
+        Index("ix_requests_steering", "steers_run_id", "steer_seq"),
         NEVER_REUSED,
     )
     id: int | None = id_field()
     created_at: datetime = Field(default_factory=now)
+    # A reply that arrived while a run of its thread was in flight steers that run instead of
+    # starting one: the run reads it at its next step boundary (storage.steering).
+    steers_run_id: int | None = Field(default=None)
+    steer_seq: int | None = Field(default=None)
+    """The seq of the step the run read it before (None: not read yet)."""
 
 
 # Finished runs matching this still owe their thread an outcome reply or an undo report.
@@ -160,6 +167,9 @@ class Run(SQLModel, table=True):
     status_ts: str | None = Field(default=None, max_length=32)
     outcome_ts: str | None = Field(default=None, max_length=32)
     undo_ts: str | None = Field(default=None, max_length=32)  # the reply saying what undo reversed
+    history: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    """What the thread said and did before this run, as the model reads it: taken once, when the
+    run first asks the model, so a resumed run is shown exactly the same (agents.conversation)."""
     created_at: datetime = Field(default_factory=now)
     started_at: datetime | None = None
     finished_at: datetime | None = None

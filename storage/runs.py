@@ -12,7 +12,7 @@ from sqlalchemy.orm import aliased
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import locks
+from storage import locks, steering
 from storage.clock import now
 from storage.models import ACTIVE_STATUSES, Request, Run, RunStatus, WaitKind
 
@@ -154,8 +154,20 @@ async def release(
     wait: Wait | None = None,
     outcome: str | None = None,
     error: str | None = None,
-) -> None:
-    """Give the run up in a new status (waiting for `wait`, or final). Fenced by the lease."""
+    unless_steered: bool = False,
+) -> bool:
+    """Give the run up in a new status (waiting for `wait`, or final). Fenced by the lease.
+
+    A run that ends hands the replies it did not read over to new runs (storage.steering).
+    `unless_steered`: do nothing and return False when the run has unread replies (a run that
+    would succeed reads them first); True when the run was given up.
+    """
+    if unless_steered:
+        # The row first: a reply being attached (steering.run_to_steer locks it too) is either
+        # committed before this looks, or attached after this run has ended (then it cannot be).
+        await session.exec(select(Run.id).where(col(Run.id) == run_id).with_for_update())
+        if await steering.unread(session=session, run_id=run_id):
+            return False
     t = now()
     values: dict[str, Any] = {
         "status": status,
@@ -181,6 +193,8 @@ async def release(
         # A finished run frees what it was acting on; the runs waiting for it go again.
         for resource in await locks.release_all(session=session, run_id=run_id):
             await requeue_waiting(session=session, kind=WaitKind.resource, on=resource)
+        await steering.hand_over(session=session, run_id=run_id)
+    return True
 
 
 async def add_usage(
@@ -199,6 +213,12 @@ _ADD_USAGE = (
         completion_tokens=col(Run.completion_tokens) + bindparam("p_completion"),
     )
 )
+
+
+async def set_history(*, session: AsyncSession, run_id: int, history: dict[str, Any]) -> None:
+    """Keep the thread's history the run was shown (taken once, by the run's lease holder;
+    agents.conversation)."""
+    await session.exec(update(Run).where(col(Run.id) == run_id).values(history=history))
 
 
 async def set_planner(*, session: AsyncSession, run_id: int, planner: str) -> None:

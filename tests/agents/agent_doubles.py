@@ -40,7 +40,9 @@ class ScriptedPlanner:
         self.script = list(script)
         self.calls: list[tuple[list[dict[str, Any]], list[dict[str, Any]]]] = []
 
-    async def next_turn(self, messages: list[dict[str, Any]], tools: list[dict[str, Any]]) -> Turn:
+    async def next_turn(
+        self, messages: list[dict[str, Any]], tools: list[dict[str, Any]], *, context: Any = None
+    ) -> Turn:
         self.calls.append((copy.deepcopy(messages), copy.deepcopy(tools)))
         if not self.script:
             raise AssertionError(f"the model was asked for turn {len(self.calls)}, beyond the script")

@@ -751,7 +751,7 @@ def test_secret_values_read_the_process_environment_by_default(monkeypatch: pyte
 
 # Every field of the file, with a valid value: the sweep below puts wrong values in each.
 COMPLETE: dict[str, Any] = {
-    "control": {"admins": ["U1"], "approval_timeout_hours": 24},
+    "control": {"admins": ["U1"], "approval_timeout_hours": 24, "role_cache_minutes": 60},
     "summary": {"channel": "C1", "time": "09:00", "timezone": "UTC"},
     "alerts": {
         "channel": "C2",
@@ -779,6 +779,7 @@ COMPLETE: dict[str, Any] = {
             "autonomy": "auto",
             "action_autonomy": {"restart": "approve"},
             "customer_actions": ["restart"],
+            "history_tokens": 3000,
         }
     ],
     "actions": [

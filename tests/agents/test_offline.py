@@ -7,14 +7,18 @@ import pytest
 
 from agents.actions.chat import CHAT_ACTIONS
 from agents.actions.tickets import TICKET_ACTIONS
+from agents.conversation import TurnContext
 from agents.offline import OfflinePlanner
 
 TOOLS = [cls().tool() for cls in [*TICKET_ACTIONS, *CHAT_ACTIONS]]
-SYSTEM = {"role": "system", "content": "You are ops.\n\nRequester: <@U0REQ> (Slack user id U0REQ)."}
+SYSTEM = {"role": "system", "content": "You are ops."}
+ASKED_BY = TurnContext(requester="U0REQ")  # who "me" is comes from the run's context, not the prompt's text
 
 
 async def _plan(text: str, tools: list[dict[str, Any]] = TOOLS) -> tuple[str, dict[str, Any]]:
-    turn = await OfflinePlanner().next_turn([SYSTEM, {"role": "user", "content": text}], tools)
+    turn = await OfflinePlanner().next_turn(
+        [SYSTEM, {"role": "user", "content": text}], tools, context=ASKED_BY
+    )
     assert turn.content is None, f"expected a tool call, got {turn.content!r}"
     assert len(turn.tool_calls) == 1
     call = turn.tool_calls[0]

@@ -53,7 +53,7 @@ async def test_runs_in_one_thread_take_turns(db: Database) -> None:
         overlap = overlap or active > 1
         await asyncio.sleep(0.05)
         active -= 1
-        return answer(messages[1]["content"])
+        return answer(messages[-1]["content"])  # the request (the second run reads the first's, too)
 
     planner = ScriptedPlanner([one_at_a_time, one_at_a_time])
     worker = Worker(make_runtime(db, config_with(), planner), concurrency=10)
@@ -63,7 +63,14 @@ async def test_runs_in_one_thread_take_turns(db: Database) -> None:
     await worker.run_until_idle(timeout=15)
 
     assert not overlap
-    assert [m[1]["content"] for m, _ in planner.calls] == ["first", "second"]
+    assert [m[-1]["content"] for m, _ in planner.calls] == ["first", "second"]
+    # The second run read the thread so far: the first request and what came of it.
+    shown = planner.calls[1][0]
+    assert [(m["role"], m["content"].splitlines()[0]) for m in shown[1:]] == [
+        ("user", "first"),
+        ("assistant", f"[run #{first}: done]"),
+        ("user", "second"),
+    ]
     assert (await _run(db, first)).status == RunStatus.succeeded
     assert (await _run(db, second)).status == RunStatus.succeeded
 

@@ -54,13 +54,14 @@ async def test_a_run_interrupted_by_a_dying_worker_resumes_from_its_journal(star
     assert model.remaining == 0
 
 
-async def test_a_follow_up_in_a_busy_thread_waits_for_the_run_before_it(start_desk):
+async def test_a_follow_up_in_a_busy_thread_goes_to_the_run_in_flight(start_desk):
+    """It used to queue behind the run; a thread is a conversation now: the reply steers the
+    run (tests/scenarios/test_conversations.py has the rest), and no second run starts."""
     desk = await start_desk(model=True)
     model = desk.model
-    model.call("ticket_create", {"title": "First"})
-    model.answer("First done.")
-    model.call("ticket_create", {"title": "Second"})
-    model.answer("Second done.")
+    model.call("ticket_create", {"title": "First"})  # decided before the reply: not run, decided again
+    model.calls([("ticket_create", {"title": "First"}), ("ticket_create", {"title": "Second"})])
+    model.answer("Both done.")
     model.hold()
     mention = ev.app_mention("<@UBOT> create the first ticket")
     ts = mention["event"]["ts"]
@@ -69,21 +70,19 @@ async def test_a_follow_up_in_a_busy_thread_waits_for_the_run_before_it(start_de
 
     follow_up = ev.thread_reply("<@UBOT> and now the second one", thread_ts=ts)
     assert (await desk.send.event(follow_up)).status == 200
-    first, second = await desk.runs()
-    assert (first.status, second.status) == (RunStatus.running, RunStatus.queued)
-    assert second.thread_ts == ts
-    assert second.id is not None
+    [run] = await desk.runs()
+    assert run.status == RunStatus.running
 
     model.release()
-    second_run = await desk.finished(second.id)
-    assert first.id is not None
-    first_run = await desk.run(first.id)
-    assert first_run.status == second_run.status == RunStatus.succeeded
-    assert first_run.finished_at is not None and second_run.started_at is not None
-    assert first_run.finished_at <= second_run.started_at  # one run at a time per thread
+    run = await desk.only_run()
+    assert run.status == RunStatus.succeeded, run.error
     assert [t.title for t in await desk.tickets()] == ["First", "Second"]
-    # The second run's model saw only its own request.
-    assert model.messages(2)[1] == {"role": "user", "content": "and now the second one"}
+    # The call decided before the reply was not run; the run read the reply at its next model turn.
+    assert model.tool_results(1)[-1].startswith("error: not run: someone wrote in the thread")
+    assert model.messages(1)[-1] == {
+        "role": "user",
+        "content": "(<@U1> adds, while you work:) and now the second one",
+    }
 
 
 async def test_an_outcome_slack_refused_is_delivered_later(start_desk, monkeypatch):

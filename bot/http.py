@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from aiohttp import web
@@ -13,12 +14,15 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from agents import metrics
+from bot import shapes
 from bot.services import Services
 from storage import approvals, controls, runs
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1024 * 1024  # Slack payloads are far smaller; anything bigger is refused unread
+TIMESTAMP = re.compile(r"[0-9]{1,12}")  # Unix seconds, ASCII digits only
+SIGNATURE = re.compile(r"v0=[0-9a-f]{64}")  # HMAC-SHA256, hex
 
 
 def build_web_app(
@@ -42,7 +46,7 @@ def build_web_app(
             body = raw.decode("utf-8")
         except UnicodeDecodeError:
             body = None
-        if body is None or not verifier.is_valid_request(body, dict(request.headers)):
+        if body is None or not _signed(verifier, request, body):
             # Checked here too so a malformed body never reaches a parser unauthenticated.
             return web.json_response({"error": "invalid request"}, status=401)
         try:
@@ -50,15 +54,13 @@ def build_web_app(
                 body=body, query=request.query_string, headers=dict(request.headers)
             )
         except Exception as e:  # broad on purpose: any parse failure is the sender's error
-            log.warning("malformed Slack payload refused: %s", type(e).__name__)
-            return web.json_response(
-                {"error": "malformed payload"}, status=400, headers={"X-Slack-No-Retry": "1"}
-            )
-        if not _well_formed(bolt_request.body):
-            log.warning("Slack payload of an unexpected shape refused")
-            return web.json_response(
-                {"error": "malformed payload"}, status=400, headers={"X-Slack-No-Retry": "1"}
-            )
+            return _refused(f"unreadable ({type(e).__name__})")
+        wrong = shapes.problem(bolt_request.body)
+        if wrong:
+            return _refused(wrong)
+        if shapes.rate_limited(bolt_request.body):
+            log.warning("Slack is holding back event deliveries to this app (app_rate_limited)")
+            return web.Response(status=200)
         response = await bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
@@ -88,17 +90,30 @@ def build_web_app(
     return app
 
 
-def _well_formed(body: Any) -> bool:
-    """The shapes the listeners rely on (Slack always sends them; anything else is refused)."""
-    if not isinstance(body, dict):
+def _signed(verifier: SignatureVerifier, request: web.Request, body: str) -> bool:
+    """One well-formed timestamp and one well-formed signature, and they verify `body`.
+
+    Checked for form before slack_sdk sees them: `int()` raises on "abc" and on 5000 digits
+    (and takes " 1" or Arabic-Indic digits), `hmac.compare_digest` raises on non-ASCII, and a
+    header sent twice would be verified on one value while another reached bolt.
+    """
+    timestamps = request.headers.getall("X-Slack-Request-Timestamp", [])
+    signatures = request.headers.getall("X-Slack-Signature", [])
+    if len(timestamps) != 1 or len(signatures) != 1:
         return False
-    if body.get("type") == "event_callback":
-        return isinstance(body.get("event"), dict)
-    if "command" in body:
-        return all(isinstance(body.get(k), str) and body.get(k) for k in ("channel_id", "user_id"))
-    if body.get("type") == "block_actions":
-        return isinstance(body.get("user"), dict) and isinstance(body.get("actions"), list)
-    return True
+    timestamp, signature = timestamps[0], signatures[0]
+    if not (TIMESTAMP.fullmatch(timestamp) and SIGNATURE.fullmatch(signature)):
+        return False
+    return verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+
+
+def _refused(why: str) -> web.Response:
+    """A signed payload Slack would never send: refused once, and Slack told not to retry it.
+
+    A warning, not an error: it is the sender's mistake (or an attack), not ours.
+    """
+    log.warning("Slack payload refused: %s", why)
+    return web.json_response({"error": "malformed payload"}, status=400, headers={"X-Slack-No-Retry": "1"})
 
 
 async def health(services: Services, *, workers_enabled: bool, scheduler_enabled: bool) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from typing import Any
@@ -17,6 +18,8 @@ from agents import metrics
 from bot import shapes
 from bot.services import Services
 from storage import approvals, controls, runs
+from storage.engine import Database
+from storage.health import write_refusal
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +67,12 @@ def build_web_app(
         response = await bolt.async_dispatch(bolt_request)
         return await to_aiohttp_response(response)
 
+    database = DatabaseCheck(services.db)
+
     async def healthz(_: web.Request) -> web.Response:
-        report = await health(services, workers_enabled=workers_enabled, scheduler_enabled=scheduler_enabled)
+        report = await health(
+            services, database, workers_enabled=workers_enabled, scheduler_enabled=scheduler_enabled
+        )
         return web.json_response(report, status=200 if report["ok"] else 503)
 
     async def prometheus(_: web.Request) -> web.Response:
@@ -116,18 +123,57 @@ def _refused(why: str) -> web.Response:
     return web.json_response({"error": "malformed payload"}, status=400, headers={"X-Slack-No-Retry": "1"})
 
 
-async def health(services: Services, *, workers_enabled: bool, scheduler_enabled: bool) -> dict[str, Any]:
-    db_ok = await services.db.ping()
+class DatabaseCheck:
+    """The database's part of /healthz: "ok", "unreachable", "read-only" or "not writable: ...".
+
+    Reachable is a read; writable is a committed write (storage.health). /healthz is polled
+    by load balancers and can be called by anyone, so one check runs at a time and its
+    answer serves every /healthz for FRESH seconds: however often it is asked, the database
+    sees at most one probe write a second.
+    """
+
+    FRESH = 1.0
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self._answer: tuple[float, str] | None = None
+        self._running: asyncio.Future[str] | None = None
+
+    async def state(self) -> str:
+        loop = asyncio.get_running_loop()
+        if self._answer is not None and loop.time() - self._answer[0] < self.FRESH:
+            return self._answer[1]
+        if self._running is None or self._running.done():
+            self._running = asyncio.ensure_future(self._check())
+        # Shielded: a caller that hangs up does not cancel the check the others wait for.
+        return await asyncio.shield(self._running)
+
+    async def _check(self) -> str:
+        if not await self.db.ping():
+            answer = "unreachable"
+        else:
+            answer = await write_refusal(self.db) or "ok"
+        self._answer = (asyncio.get_running_loop().time(), answer)
+        return answer
+
+
+async def health(
+    services: Services, database: DatabaseCheck, *, workers_enabled: bool, scheduler_enabled: bool
+) -> dict[str, Any]:
+    db_state = await database.state()
     workers_ok = services.worker.alive or not workers_enabled
     scheduler_ok = services.scheduler_running or not scheduler_enabled
     paused: list[str] = []
-    if db_ok:
-        async with services.db.read() as session:
-            paused = [c.scope for c in await controls.all_controls(session=session) if c.paused]
+    if db_state != "unreachable":  # a database that refuses writes still answers reads
+        try:
+            async with services.db.read() as session:
+                paused = [c.scope for c in await controls.all_controls(session=session) if c.paused]
+        except Exception:  # broad on purpose: gone since the check; the report says what it knows
+            log.warning("healthz: could not read the paused agents")
     return {
-        "ok": db_ok and workers_ok and scheduler_ok,
+        "ok": db_state == "ok" and workers_ok and scheduler_ok,
         "scheduler": {"enabled": scheduler_enabled, "running": services.scheduler_running},
-        "database": "ok" if db_ok else "unreachable",
+        "database": db_state,
         "workers": {
             "enabled": workers_enabled,
             "alive": services.worker.alive,

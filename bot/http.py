@@ -6,11 +6,14 @@ import asyncio
 import logging
 import re
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
@@ -56,6 +59,7 @@ def build_web_app(
             bolt_request = AsyncBoltRequest(
                 body=body, query=request.query_string, headers=dict(request.headers)
             )
+            _reparse_form(bolt_request, body)
         except Exception as e:  # broad on purpose: any parse failure is the sender's error
             return _refused(f"unreadable ({type(e).__name__})")
         wrong = shapes.problem(bolt_request.body)
@@ -112,6 +116,23 @@ def _signed(verifier: SignatureVerifier, request: web.Request, body: str) -> boo
     if not (TIMESTAMP.fullmatch(timestamp) and SIGNATURE.fullmatch(signature)):
         return False
     return verifier.is_valid(body=body, timestamp=timestamp, signature=signature)
+
+
+def _reparse_form(request: AsyncBoltRequest, body: str) -> None:
+    """Give bolt the form a slash command is when its text says "payload".
+
+    bolt's parse_body takes any form body containing the word "payload" for an
+    interactivity payload (`payload=<JSON>`), and a form without that field for `{}`: so
+    `/agent check the payload size` was lost. Such a form is parsed again as the plain form
+    it is, and the request's context (team, user, channel) built from it, as bolt builds it.
+    """
+    if request.body or "payload" not in body or body.lstrip().startswith("{"):
+        return
+    form = dict(parse_qsl(body, keep_blank_values=True))
+    if "payload" in form:
+        return  # an interactivity payload indeed (an empty one: refused by its shape)
+    request.body = form
+    request.context = build_async_context(AsyncBoltContext({}), form)
 
 
 def _refused(why: str) -> web.Response:

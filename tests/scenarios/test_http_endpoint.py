@@ -373,3 +373,14 @@ async def test_a_command_with_a_trigger_id_as_long_as_slack_sends_is_taken(start
     run = await desk.only_run()
     assert run.status == "succeeded"
     _no_error_logged(caplog)
+
+
+async def test_a_slash_command_whose_text_says_payload_is_taken(start_desk):
+    """bolt reads any form with the word "payload" in it as an interactivity payload."""
+    desk = await start_desk()
+    delivery = await desk.send.command(ev.slash_command("create a ticket for the payload parser"))
+    assert delivery.status == 200, delivery.text
+    assert "Run #1" in delivery.text
+    run = await desk.only_run()
+    [ticket] = await desk.tickets()
+    assert run.status == "succeeded" and ticket.title == "the payload parser"

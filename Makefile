@@ -4,37 +4,56 @@
 #   make test                 run the test suite against SQLite and a throwaway PostgreSQL
 #   make test PYTEST_ARGS=... pass arguments to pytest (e.g. PYTEST_ARGS="tests/storage -x")
 #   make lint                 ruff check, ruff format --check, mypy
+#   make lock                 update requirements.lock after changing dependencies in pyproject.toml
+#   make lock UPGRADE=1       the same, moving every pin to its newest allowed version
 #   make clean                remove the venv, caches and the throwaway PostgreSQL cluster
 
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# Touched after a successful install: the venv is rebuilt only when pyproject.toml changes.
+# Every dependency, runtime and dev, pinned with its hashes for Python 3.11 on Linux.
+LOCK := requirements.lock
+# Touched after a successful install: the venv is rebuilt when pyproject.toml or the lock changes.
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Through bash, so a checkout that lost the executable bit still works.
 PG := bash scripts/postgres.sh
+PIP := PYTHONWARNINGS=ignore $(BIN)/python -m pip --disable-pip-version-check
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint clean
+.PHONY: help venv lock run test lint clean
 
 help:
 	@sed -n 's/^#   /  /p' $(firstword $(MAKEFILE_LIST))
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
-	@if [ ! -x $(BIN)/python ]; then \
-	    echo "==> creating $(VENV) with $$($(PYTHON) --version 2>&1)"; \
-	    $(PYTHON) -m venv $(VENV) || { \
-	        echo "could not create $(VENV): install the venv module (Debian: apt-get install python3-venv)" >&2; \
-	        rm -rf $(VENV); exit 1; }; \
-	fi
-	@echo "==> installing chatops and its dev tools into $(VENV)"
-	@$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
-	@PYTHONWARNINGS=ignore $(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[dev]'
+# Rebuilt from nothing, so a dependency dropped from the lock leaves the venv too. The
+# locked set goes in first (hashes checked, nothing resolved), then the project itself
+# with --no-deps: what runs is exactly what the lock says.
+$(STAMP): pyproject.toml $(LOCK)
+	@rm -rf $(VENV)
+	@echo "==> creating $(VENV) with $$($(PYTHON) --version 2>&1)"
+	@$(PYTHON) -m venv $(VENV) || { \
+	    echo "could not create $(VENV): install the venv module (Debian: apt-get install python3-venv)" >&2; \
+	    rm -rf $(VENV); exit 1; }
+	@echo "==> installing the locked dependencies ($(LOCK)) and chatops into $(VENV)"
+	@$(PIP) install --quiet --no-deps --require-hashes -r $(LOCK)
+	@$(PIP) install --quiet --no-deps -e .
+	@$(PIP) check >/dev/null || { $(PIP) check; echo "$(LOCK) is incomplete: run make lock" >&2; exit 1; }
 	@touch $@
+
+# uv resolves pyproject.toml's dependencies and the dev extra into the lock, keeping the
+# pins already there unless UPGRADE is set. It comes from the venv (it is a dev dependency);
+# when the venv cannot be built (a broken lock), it is installed on its own first.
+lock:
+	@if [ ! -x $(BIN)/uv ]; then \
+	    [ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV) || exit 1; \
+	    $(PIP) install --quiet "uv$$(sed -n 's/^uv==\([^ ]*\).*/==\1/p' $(LOCK) 2>/dev/null)" || exit 1; \
+	fi
+	$(BIN)/uv pip compile pyproject.toml --extra dev --python-version 3.11 --python-platform linux \
+	    --generate-hashes --custom-compile-command "make lock" --quiet $(if $(UPGRADE),--upgrade) -o $(LOCK)
 
 run: venv
 	$(BIN)/chatops run

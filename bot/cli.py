@@ -5,10 +5,14 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import os
+import re
 import signal
 import sys
 from collections.abc import Sequence
 from datetime import date
+from importlib import metadata
+from typing import NoReturn
 
 from agents.config import load_config
 from agents.errors import ConfigError
@@ -16,41 +20,105 @@ from bot import logs
 from bot.redaction import redactor_for
 from bot.settings import Settings
 
+DESCRIPTIONS = {
+    "run": (
+        "Start chatops the way the environment says: Slack over HTTP when SLACK_BOT_TOKEN and "
+        "SLACK_SIGNING_SECRET are set, Socket Mode when SLACK_BOT_TOKEN and SLACK_APP_TOKEN are, "
+        "and the local console when no Slack credential is set. A partial set is an error that "
+        "names the missing variable."
+    ),
+    "serve": (
+        "Serve Slack over HTTP: POST /slack/events (Events API, slash commands, interactivity), "
+        "GET /healthz and GET /metrics, with the workers and the scheduled jobs in the same "
+        "process unless told otherwise. Needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET."
+    ),
+    "worker": (
+        "Work queued runs and nothing else: start as many as you need next to `chatops serve "
+        "--no-workers` on one PostgreSQL database. Needs SLACK_BOT_TOKEN (workers report in Slack)."
+    ),
+    "console": (
+        "A Slack-like workspace in this terminal, through the same handlers and runtime as "
+        "Slack; no credentials needed. Reads typed lines, or stdin lines when it is not a "
+        "terminal. /help lists the console commands."
+    ),
+    "summary": (
+        "Post the daily summary now, to the [summary] channel of the configuration (once per "
+        "date and channel unless --force). Without SLACK_BOT_TOKEN it is printed instead."
+    ),
+    "migrate": "Create or upgrade the database schema at DATABASE_URL; an existing database keeps its data.",
+}
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="chatops", description="An AI-operated operations desk in Slack.")
-    sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser("run", help="Slack if credentials are set, otherwise the local console")
-    serve = sub.add_parser("serve", help="HTTP server for Slack, plus workers")
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors: what is wrong, and where the usage is."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="chatops",
+        description="An AI-operated operations desk in Slack.",
+        epilog="`chatops <command> --help` describes a command; `chatops run` starts chatops.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>", title="commands")
+
+    def command(name: str, summary: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=summary, description=DESCRIPTIONS[name])
+
+    command("run", "Slack if credentials are set, otherwise the local console")
+    serve = command("serve", "HTTP server for Slack, plus workers and scheduled jobs")
     serve.add_argument("--port", type=int, default=None, help="HTTP port (default: $PORT or 3000)")
-    serve.add_argument("--host", default="0.0.0.0", help="address to listen on")
+    serve.add_argument("--host", default="0.0.0.0", help="address to listen on (default: 0.0.0.0)")
     serve.add_argument("--no-workers", action="store_true", help="do not work runs in this process")
     serve.add_argument("--no-scheduler", action="store_true", help="do not run scheduled jobs here")
-    sub.add_parser("worker", help="workers only (scale-out on PostgreSQL)")
-    sub.add_parser("console", help="the local console workspace")
-    summary = sub.add_parser("summary", help="post the daily summary now")
+    command("worker", "workers only (scale-out on PostgreSQL)")
+    command("console", "the local console workspace")
+    summary = command("summary", "post the daily summary now")
     summary.add_argument(
-        "--date", type=date.fromisoformat, default=None, help="YYYY-MM-DD (default: today so far)"
+        "--date",
+        type=_day,
+        default=None,
+        metavar="YYYY-MM-DD",
+        help="the day to sum up (default: today so far)",
     )
     summary.add_argument("--force", action="store_true", help="post again even if already posted")
-    sub.add_parser("migrate", help="create or upgrade the database schema")
+    command("migrate", "create or upgrade the database schema")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if not argv:
+        # A bare `chatops` asks what this is: the help is the answer, on stdout with status 0
+        # (as pip, docker and kubectl do); 2 stays the status of real usage errors.
+        parser.print_help()
+        return 0
     args = parser.parse_args(argv)
+    command = args.command
 
     try:
         settings = Settings()
-        quiet = args.command == "console" or (args.command == "run" and not settings.slack_http)
+    except Exception as e:  # pydantic-settings: a bad environment variable
+        print(f"chatops: invalid environment: {e}", file=sys.stderr)
+        return 2
+    problem = _credentials_problem(command, settings)
+    if problem:
+        print(f"chatops {command}: {problem}", file=sys.stderr)
+        return 2
+    try:
+        quiet = command == "console" or (command == "run" and not settings.slack_http)
         config = load_config(settings.config_path())  # fail before anything starts
         logs.setup(quiet=quiet, redactor=redactor_for(settings, config))
     except ConfigError as e:
         print(f"chatops: {e}", file=sys.stderr)
         return 2
-    except Exception as e:  # pydantic-settings: a bad environment variable
-        print(f"chatops: invalid environment: {e}", file=sys.stderr)
-        return 2
 
     from bot import runner  # imported late: the heavy imports follow a valid configuration
 
-    command = args.command
     if command == "run":
         if settings.slack_socket:
             print("chatops: Slack credentials found: connecting in Socket Mode.", file=sys.stderr)
@@ -65,12 +133,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return _run(runner.console(settings))
     if command == "serve":
-        if not settings.slack_http:
-            print(
-                "chatops serve: set SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET (or use `chatops console`).",
-                file=sys.stderr,
-            )
-            return 2
         return _run(
             runner.serve(
                 settings,
@@ -81,9 +143,6 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
     if command == "worker":
-        if settings.slack_bot_token is None:
-            print("chatops worker: set SLACK_BOT_TOKEN (workers report in Slack).", file=sys.stderr)
-            return 2
         return _run(runner.worker(settings))
     if command == "console":
         return _run(runner.console(settings))
@@ -95,11 +154,48 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
+def _credentials_problem(command: str, settings: Settings) -> str | None:
+    """What keeps `command` from starting with the Slack credentials as set, naming the variable."""
+    if command == "run":
+        return settings.slack_partial()
+    if command == "summary" and "SLACK_BOT_TOKEN" not in settings.slack_given():
+        # Printed here when no Slack credential is set at all; posted with SLACK_BOT_TOKEN.
+        return settings.slack_partial()
+    if command == "serve":
+        missing = settings.slack_missing("SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET")
+        why = "serving Slack over HTTP needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET"
+        return f"{missing}: {why} (`chatops console` needs neither)" if missing else None
+    if command == "worker":
+        missing = settings.slack_missing("SLACK_BOT_TOKEN")
+        return f"{missing}: workers report in Slack" if missing else None
+    return None
+
+
+def _day(text: str) -> date:
+    """A --date value: exactly YYYY-MM-DD (fromisoformat alone would take 20240131 and 2024-W05-3)."""
+    try:
+        if re.fullmatch(r"\d{4}-\d{2}-\d{2}", text):
+            return date.fromisoformat(text)
+    except ValueError:
+        pass
+    raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}")
+
+
+def _version() -> str:
+    try:
+        return metadata.version("chatops")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "(not installed)"
+
+
 def _run(coro) -> int:
     try:
         return asyncio.run(_until_signal(coro))
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `chatops summary | head`: the reader left, which is no error of ours
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # so exit's flush is quiet
+        return 0
 
 
 async def _until_signal(coro) -> int:

@@ -56,3 +56,37 @@ class Settings(BaseSettings):
     @property
     def slack_socket(self) -> bool:
         return bool(self.slack_bot_token and self.slack_app_token)
+
+    def slack_given(self) -> list[str]:
+        """The Slack credential variables that are set (an empty value counts as unset)."""
+        values = {
+            "SLACK_BOT_TOKEN": self.slack_bot_token,
+            "SLACK_SIGNING_SECRET": self.slack_signing_secret,
+            "SLACK_APP_TOKEN": self.slack_app_token,
+        }
+        return [name for name, value in values.items() if value is not None and value.get_secret_value()]
+
+    def slack_missing(self, *needed: str) -> str | None:
+        """ "SLACK_X is missing" (or "SLACK_X and SLACK_Y are missing") for the needed variables
+        that are unset; None when all are set."""
+        given = self.slack_given()
+        missing = [name for name in needed if name not in given]
+        if not missing:
+            return None
+        return f"{' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing"
+
+    def slack_partial(self) -> str | None:
+        """Why Slack credentials that are set only in part cannot be used (None: a usable set,
+        or none at all). HTTP needs the bot token and the signing secret, Socket Mode the bot
+        token and the app token; a partial set is a mistake to name, never a reason to fall
+        back to the console without a word."""
+        given = self.slack_given()
+        if not given or self.slack_http or self.slack_socket:
+            return None
+        which = f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} set"
+        if "SLACK_BOT_TOKEN" not in given:
+            return f"{which} but SLACK_BOT_TOKEN is missing"
+        return (
+            f"{which} but SLACK_SIGNING_SECRET is missing (to serve Slack over HTTP; "
+            "or SLACK_APP_TOKEN for Socket Mode)"
+        )

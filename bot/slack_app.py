@@ -15,6 +15,8 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.authorization import AuthorizeResult
+from slack_bolt.logger import get_bolt_logger
+from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 
 from agents.redaction import Redactor
@@ -48,6 +50,7 @@ def build_app(
     authorize: Any = None,
     redactor: Redactor | None = None,
 ) -> AsyncApp:
+    _quiet_the_token_warning()
     app = RedactingApp(
         client=client,
         signing_secret=signing_secret or "socket-mode-has-no-signing-secret",
@@ -162,6 +165,24 @@ async def _answer_slash(ack: Any, reply: Reply) -> None:
         blocks=reply.blocks,
         response_type="in_channel" if reply.public and not reply.private else "ephemeral",
     )
+
+
+class _SameToken(logging.Filter):
+    """Drops bolt's start-up warning that `client` wins over `token`.
+
+    AsyncApp reads SLACK_BOT_TOKEN from the environment by itself, and warns that the
+    `client` we pass prevails; that client was made from the very same variable (with our
+    base_url and timeout), so the warning tells a user nothing.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != warning_client_prioritized_and_token_skipped()
+
+
+def _quiet_the_token_warning() -> None:
+    bolt_log = get_bolt_logger(AsyncApp)
+    if not any(isinstance(f, _SameToken) for f in bolt_log.filters):
+        bolt_log.addFilter(_SameToken())
 
 
 async def _take(

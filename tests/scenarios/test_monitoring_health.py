@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import resource
 from pathlib import Path
 from typing import Any
 
@@ -111,6 +112,81 @@ async def test_healthz_is_503_while_the_database_is_unreachable_and_200_once_it_
             assert run.status == RunStatus.succeeded
         else:
             assert run.status == RunStatus.queued  # for the worker processes
+    assert proc.stop() == 0
+
+
+async def _wait_health(proc: ChatopsProcess, status: int, what: str, timeout: float = 15) -> dict:
+    async def answered() -> dict | None:
+        got, report = await _healthz(proc)
+        return report if got == status else None
+
+    return await wait_until(answered, timeout, message=f"/healthz to answer {status} ({what})")
+
+
+async def test_healthz_is_503_while_postgresql_is_read_only_and_200_once_it_takes_writes_again(
+    processes: Processes, fake_slack: FakeSlack, pg_database: str
+):
+    """Every read still works on a read-only database (a standby, or default_transaction_read_only):
+    only a write shows that no request can be stored."""
+    name = make_url(pg_database).database
+    admin_url = make_url(postgres_url()).set(database="postgres").render_as_string(hide_password=False)
+    proc = await processes.serve(environment(slack=fake_slack, database_url=pg_database))
+    mention = ev.app_mention("<@UBOT> create a ticket for the read-only database")
+    assert (await _healthz(proc))[1]["database"] == "ok"
+
+    async with await psycopg.AsyncConnection.connect(libpq(admin_url), autocommit=True) as admin:
+
+        async def every_new_session_read_only(read_only: bool) -> None:
+            setting = (
+                "SET default_transaction_read_only = on"
+                if read_only
+                else "RESET default_transaction_read_only"
+            )
+            await admin.execute(f'ALTER DATABASE "{name}" {setting}')
+            # Sessions take the setting when they start: the pooled ones are cut, and reconnect.
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s", (name,)
+            )
+
+        await every_new_session_read_only(True)
+        report = await _wait_health(proc, 503, "the database refuses writes")
+        assert report["ok"] is False and report["database"] == "read-only", report
+        assert report["paused"] == []  # reads still answer
+        refused = await _deliver(proc, mention)
+        assert refused.status >= 500, refused  # not stored: Slack delivers it again
+
+        await every_new_session_read_only(False)
+
+    report = await _wait_health(proc, 200, "the database takes writes again")
+    assert report["database"] == "ok", report
+    assert (await _deliver(proc, mention, retry_num=1)).status == 200
+    async with outside(pg_database) as seen:
+        [run] = await wait_until(seen.runs, 10, message="the run")
+        assert (await seen.finished(run.id)).status == RunStatus.succeeded
+    assert proc.stop() == 0
+
+
+@pytest.mark.skipif(not hasattr(resource, "prlimit"), reason="needs Linux's prlimit")
+async def test_healthz_is_503_while_the_disk_refuses_sqlite_writes_and_200_once_it_takes_them(
+    processes: Processes, fake_slack: FakeSlack, tmp_path: Path
+):
+    """The disk refuses the process's writes, for root too: its file-size limit is set to 0
+    (as a full disk, every write(2) to a file fails; Python ignores SIGXFSZ), while reads go on."""
+    url = sqlite_url(tmp_path / "chatops.db")
+    proc = await processes.serve(environment(slack=fake_slack, database_url=url))
+    assert (await _healthz(proc))[1]["database"] == "ok"
+    limits = resource.prlimit(proc.pid, resource.RLIMIT_FSIZE)
+    resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, (0, limits[1]))
+    try:
+        report = await _wait_health(proc, 503, "the disk refuses writes")
+    finally:
+        resource.prlimit(proc.pid, resource.RLIMIT_FSIZE, limits)
+    assert report["ok"] is False, report
+    assert report["database"].startswith("not writable: "), report
+    assert "I/O" in report["database"] or "full" in report["database"], report
+    report = await _wait_health(proc, 200, "the disk takes writes again")
+    assert report["database"] == "ok", report
+    assert (await _deliver(proc, ev.app_mention("<@UBOT> find tickets"))).status == 200
     assert proc.stop() == 0
 
 

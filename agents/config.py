@@ -24,6 +24,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainValidator,
     TypeAdapter,
     ValidationError,
     ValidationInfo,
@@ -281,6 +282,9 @@ class AgentConfig(Strict):
     history_tokens: int = Field(default=3000, ge=0, le=200_000)
     """How much of the thread's earlier conversation a run reads (about 4 characters a token);
     the oldest parts are condensed first, then left out. 0: none."""
+    max_output_tokens: int = Field(default=1024, ge=16, le=200_000)
+    """The most a model may write in one turn (sent with every request): a rambling model stops
+    there, instead of holding a one-request-at-a-time server for its whole context."""
 
     @model_validator(mode="after")
     def _instructions_render(self, info: ValidationInfo) -> AgentConfig:
@@ -337,6 +341,24 @@ class Price(Strict):
     output: float = Field(ge=0)
 
 
+def _temperature(value: Any) -> float | Literal[False]:
+    if value is False:
+        return False
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 2:
+        raise ValueError("must be a number from 0 to 2, or false to send none")
+    return float(value)
+
+
+class ModelConfig(Strict):
+    """How requests to one model are shaped (`[models."o3-mini"]`): reasoning models refuse
+    `max_tokens` and `temperature`."""
+
+    max_tokens_param: Literal["max_tokens", "max_completion_tokens"] = "max_tokens"
+    """The name the agent's max_output_tokens is sent under."""
+    temperature: Annotated[float | Literal[False], PlainValidator(_temperature)] = 0.2
+    """Sent with every request (low: choosing tools wants little randomness); false sends none."""
+
+
 class AlertsConfig(Strict):
     channel: str | None = None  # where alerts go; the summary channel when unset
     stuck_minutes: float = Field(default=15, gt=0)  # a running run with no step for this long
@@ -354,6 +376,7 @@ class Config(Strict):
     summary: SummaryConfig = Field(default_factory=SummaryConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     prices: dict[str, Price] = Field(default_factory=dict)  # model name -> price
+    models: dict[str, ModelConfig] = Field(default_factory=dict)  # model name -> request settings
     agents: list[AgentConfig] = Field(min_length=1)
     actions: list[ActionConfig] = Field(default_factory=list)
 
@@ -424,6 +447,10 @@ class Config(Strict):
     @property
     def default_agent(self) -> AgentConfig:
         return next((a for a in self.agents if a.default), self.agents[0])
+
+    def model(self, name: str) -> ModelConfig:
+        """How requests to the model `name` are shaped (the defaults when it has no entry)."""
+        return self.models.get(name) or ModelConfig()
 
     def agent_for_channel(self, channel_id: str) -> AgentConfig | None:
         return next((a for a in self.agents if channel_id in a.channels), None)

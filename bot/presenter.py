@@ -84,9 +84,11 @@ class RunView:
     def footer(self) -> str:
         turns = sum(1 for s in self.steps if s.kind == StepKind.model)
         actions = sum(1 for s in self.steps if s.kind == StepKind.action)
+        tokens = self.run.prompt_tokens + self.run.completion_tokens
         return (
             f"run #{self.run.id} · agent {self.run.agent} · {self.planner} · "
             f"{turns} model turn{'s' * (turns != 1)}, {actions} action{'s' * (actions != 1)}"
+            + (f" · {tokens:,} token{'s' * (tokens != 1)}" if tokens else "")
         )
 
     def header(self) -> str:

@@ -60,10 +60,10 @@ class Services:
 
 
 def planner_factory(
-    settings: Settings,
+    settings: Settings, config: Config
 ) -> tuple[Callable[[AgentConfig], Planner], Callable[[], Awaitable[None]] | None]:
-    """One planner per model name (the offline planner when no API key is set), and how to
-    close the model client."""
+    """One planner per model and output limit (the offline planner when no API key is set), and
+    how to close the model client. Each asks its model as its `[models."<name>"]` entry says."""
     if settings.openai_api_key is None:
         offline = OfflinePlanner()
         return (lambda agent: offline), None
@@ -71,15 +71,23 @@ def planner_factory(
         api_key=settings.openai_api_key.get_secret_value(),
         base_url=settings.openai_base_url,
         timeout=settings.chatops_model_timeout,
-        max_retries=settings.chatops_model_retries,
     )
-    planners: dict[str, Planner] = {}
+    planners: dict[tuple[str, int], Planner] = {}
 
     def planner_for(agent: AgentConfig) -> Planner:
         model = agent.model or settings.chatops_model
-        if model not in planners:
-            planners[model] = OpenAIPlanner(client, model)
-        return planners[model]
+        key = (model, agent.max_output_tokens)
+        if key not in planners:
+            shape = config.model(model)
+            planners[key] = OpenAIPlanner(
+                client,
+                model,
+                max_output_tokens=agent.max_output_tokens,
+                max_tokens_param=shape.max_tokens_param,
+                temperature=None if shape.temperature is False else shape.temperature,
+                retries=settings.chatops_model_retries,
+            )
+        return planners[key]
 
     return planner_for, client.close
 
@@ -97,7 +105,7 @@ def build_services(
     redactor = redactor or redactor_for(settings, config)
     db = db or Database(settings.database_url)
     presenter = Presenter(db, surface, edit_interval=settings.chatops_edit_interval)
-    planner_for, close_model = planner_factory(settings)
+    planner_for, close_model = planner_factory(settings, config)
     runtime = Runtime(
         db=db,
         config=config,

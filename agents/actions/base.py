@@ -85,12 +85,28 @@ class Action(ABC):
         }
 
 
+SCHEMA_MAX_LENGTH = 256
+"""The longest `maxLength` a tool schema states. Grammar-constrained servers (llama.cpp and
+its kin) turn a schema into a grammar, where `maxLength: 20000` becomes 20000 nested rules and
+the server runs out of memory or crashes. A longer limit is said in words instead; the
+arguments model (`Action.args_model`) still enforces it when the call arrives, and a value
+over it goes back to the model as an invalid argument."""
+
+
 def _clean_schema(schema: dict[str, Any]) -> dict[str, Any]:
-    """Drop pydantic's titles; models read descriptions, and titles cost tokens."""
+    """Drop pydantic's titles (models read descriptions, and titles cost tokens), and keep
+    length limits modest (SCHEMA_MAX_LENGTH)."""
 
     def strip(node: Any) -> Any:
         if isinstance(node, dict):
-            return {k: strip(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
+            out = {k: strip(v) for k, v in node.items() if k != "title" or not isinstance(v, str)}
+            limit = out.get("maxLength")
+            if isinstance(limit, int) and limit > SCHEMA_MAX_LENGTH:
+                del out["maxLength"]
+                said = f"At most {limit} characters."
+                before = str(out.get("description") or "").rstrip(".")
+                out["description"] = f"{before}. {said}" if before else said
+            return out
         if isinstance(node, list):
             return [strip(v) for v in node]
         return node

@@ -765,6 +765,7 @@ COMPLETE: dict[str, Any] = {
         "pause_on_breach": True,
     },
     "prices": {"m": {"input": 0.15, "output": 0.6}},
+    "models": {"m": {"max_tokens_param": "max_completion_tokens", "temperature": False}},
     "agents": [
         {
             "name": "ops",
@@ -780,6 +781,7 @@ COMPLETE: dict[str, Any] = {
             "action_autonomy": {"restart": "approve"},
             "customer_actions": ["restart"],
             "history_tokens": 3000,
+            "max_output_tokens": 1024,
         }
     ],
     "actions": [

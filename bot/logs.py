@@ -74,5 +74,5 @@ def setup(*, quiet: bool, redactor: Redactor, json_lines: bool | None = None) ->
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(logging.WARNING if quiet else logging.INFO)
-    for noisy in ("aiohttp.access", "httpx", "slack_bolt.AsyncApp", "apscheduler", "openai"):
+    for noisy in ("aiohttp.access", "httpx", "slack_bolt.AsyncApp", "apscheduler", "openai", "alembic"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

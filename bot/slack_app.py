@@ -114,7 +114,7 @@ def build_app(
             thread_ts=None,
             channel_type=None,
             via="command",
-            delivery=trigger,
+            delivery=command_ts(command["trigger_id"]) if command.get("trigger_id") else None,
         )
         routed = await intake.route(m, context.bot_user_id)
         assert routed is not None  # commands are always requests

@@ -351,7 +351,11 @@ class Presenter:
                     return view
                 try:
                     await self.surface.update(
-                        channel=run.channel_id, ts=run.status_ts, text=message.text, blocks=message.blocks
+                        channel=run.channel_id,
+                        ts=run.status_ts,
+                        text=message.text,
+                        blocks=message.blocks,
+                        best_effort=True,  # a refused edit is made again by redeliver()
                     )
                 except BaseException:
                     self._stale.add(run_id)  # redeliver() edits it again later

@@ -6,6 +6,7 @@ Retry-After), 5xx and connection errors.
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -58,8 +59,17 @@ class Surface(Protocol):
     ) -> str: ...
 
     async def update(
-        self, *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
-    ) -> None: ...
+        self,
+        *,
+        channel: str,
+        ts: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        best_effort: bool = False,
+    ) -> None:
+        """Edit a message. `best_effort`: do not wait out a server error (the caller makes the
+        edit again later, as the presenter's sweep does for status messages)."""
+        ...
 
     async def post_text(self, *, channel: str, text: str, thread_ts: str | None = None) -> str: ...
 
@@ -115,6 +125,13 @@ def make_client(
 class SlackSurface:
     def __init__(self, client: AsyncWebClient, *, on_failure: Callable[[], None] | None = None) -> None:
         self.client = client
+        # For best-effort edits (status messages: one Slack refuses is made again by the
+        # presenter's sweep): no waiting out a server error, whose retries' sleeps would hold the
+        # run's outcome behind them. Rate limits are still honoured.
+        self.edits = copy.copy(client)
+        self.edits.retry_handlers = [
+            h for h in client.retry_handlers if not isinstance(h, AsyncServerErrorRetryHandler)
+        ]
         self.on_failure = on_failure or (lambda: None)
         self._session: aiohttp.ClientSession | None = None
 
@@ -124,11 +141,13 @@ class SlackSurface:
         if self.client.session is None:
             self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.client.timeout))
             self.client.session = self._session
+        self.edits.session = self.client.session
 
     async def close(self) -> None:
         if self._session is not None:
-            if self.client.session is self._session:
-                self.client.session = None
+            for client in (self.client, self.edits):
+                if client.session is self._session:
+                    client.session = None
             await self._session.close()
             self._session = None
 
@@ -169,11 +188,17 @@ class SlackSurface:
         return str(response["ts"])
 
     async def update(
-        self, *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
+        self,
+        *,
+        channel: str,
+        ts: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        best_effort: bool = False,
     ) -> None:
-        await self._call(
-            "chat.update", self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
-        )
+        self._keep_alive()  # the edits' client takes the session when its call starts
+        client = self.edits if best_effort else self.client
+        await self._call("chat.update", client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks))
 
     async def post_text(self, *, channel: str, text: str, thread_ts: str | None = None) -> str:
         try:

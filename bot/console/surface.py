@@ -32,7 +32,13 @@ class ConsoleSurface:
         return m.ts
 
     async def update(
-        self, *, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None
+        self,
+        *,
+        channel: str,
+        ts: str,
+        text: str,
+        blocks: list[dict[str, Any]] | None = None,
+        best_effort: bool = False,
     ) -> None:
         m = self.workspace.get(channel, ts)
         if m is None:  # posted by an earlier console session: show it, under a new number

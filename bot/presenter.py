@@ -16,15 +16,15 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Coroutine
-from dataclasses import dataclass, field
 from typing import TypeVar
 
 from bot.approval_messages import ApprovalMessages, is_ts
 from bot.render import Message, escape, render
+from bot.run_view import FINAL_REACTION, OFFLINE, RunView, final_reaction
 from bot.surface import Surface
 from storage import approvals, controls, journal, requests, runs, steering
 from storage.engine import Database
-from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus
+from storage.models import Request, Run, RunStatus
 from storage.runs import PENDING
 
 log = logging.getLogger(__name__)
@@ -32,154 +32,6 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 ANNOUNCING = 2
 """Announcements in flight at once; the others wait their turn as idle coroutines."""
-
-OFFLINE = "offline planner"
-HEADERS = {
-    RunStatus.queued: ":hourglass_flowing_sand: *{agent}* took this: run #{id} is queued.",
-    RunStatus.running: ":gear: *{agent}* is working on this: run #{id}.",
-    RunStatus.waiting: ":double_vertical_bar: Run #{id} ({agent}) is waiting: {reason}.",
-    RunStatus.succeeded: ":white_check_mark: Run #{id} ({agent}) finished.",
-    RunStatus.no_action: ":warning: Run #{id} ({agent}) did nothing.",
-    RunStatus.failed: ":x: Run #{id} ({agent}) failed.",
-    RunStatus.rolled_back: ":leftwards_arrow_with_hook: Run #{id} ({agent}) was undone.",
-    RunStatus.cancelled: ":no_entry_sign: Run #{id} ({agent}) was cancelled.",
-}
-# A failed run its agent rolled back: a failure first (the undone ones use HEADERS).
-ROLLED_BACK_AFTER_FAILING = ":x: Run #{id} ({agent}) failed and was rolled back."
-FINAL_REACTION = {
-    RunStatus.succeeded: "white_check_mark",
-    RunStatus.no_action: "warning",
-    RunStatus.failed: "x",
-    RunStatus.rolled_back: "leftwards_arrow_with_hook",
-    RunStatus.cancelled: "no_entry_sign",
-}
-
-
-def final_reaction(run: Run) -> str:
-    """The reaction on the request once the run is final: ❌ for a failure, rolled back or not."""
-    if run.status == RunStatus.rolled_back and not run.undone_by:
-        return "x"
-    return FINAL_REACTION[RunStatus(run.status)]
-
-
-@dataclass
-class RunView:
-    run: Run
-    request: Request
-    steps: list[Step]
-    paused_by: str | None = None
-    """When the run is queued behind a pause: which pause ("all agents" or the agent)."""
-    behind: int | None = None
-    """When the run is queued behind an earlier run in its thread: that run's id."""
-    steering: list[Request] = field(default_factory=list)
-    """Replies in the thread that steer the run (read, or waiting for its next step)."""
-
-    @property
-    def planner(self) -> str:
-        label = self.run.planner
-        if label is None:
-            return "waiting for a worker"
-        return f"{OFFLINE} (no language model)" if label == OFFLINE else f"model {label}"
-
-    def footer(self) -> str:
-        turns = sum(1 for s in self.steps if s.kind == StepKind.model)
-        actions = sum(1 for s in self.steps if s.kind == StepKind.action)
-        tokens = self.run.prompt_tokens + self.run.completion_tokens
-        return (
-            f"run #{self.run.id} · agent {self.run.agent} · {self.planner} · "
-            f"{turns} model turn{'s' * (turns != 1)}, {actions} action{'s' * (actions != 1)}"
-            + (f" · {tokens:,} token{'s' * (tokens != 1)}" if tokens else "")
-        )
-
-    def header(self) -> str:
-        r = self.run
-        if r.undone_by and self.active:
-            return f":leftwards_arrow_with_hook: Undoing run #{r.id} ({r.agent}), asked by <@{r.undone_by}>."
-        if r.status == RunStatus.queued and self.behind:
-            return (
-                f":hourglass_flowing_sand: *{r.agent}* took this: run #{r.id} is queued "
-                f"behind run #{self.behind}."
-            )
-        if r.status == RunStatus.queued and self.paused_by:
-            return (
-                f":double_vertical_bar: *{r.agent}* took this: run #{r.id} is queued and waits "
-                f"because {self.paused_by} paused."
-            )
-        if r.status == RunStatus.rolled_back and not r.undone_by:
-            return ROLLED_BACK_AFTER_FAILING.format(agent=r.agent, id=r.id)
-        return HEADERS[RunStatus(r.status)].format(agent=r.agent, id=r.id, reason=r.wait_reason or "")
-
-    @property
-    def active(self) -> bool:
-        return self.run.status in (RunStatus.queued, RunStatus.running, RunStatus.waiting)
-
-    def lines(self) -> list[str]:
-        out = []
-        said = {s.steer_seq: s for s in self.steering if s.steer_seq is not None}
-        for s in self.steps:
-            if s.seq in said:
-                out.append(_steering_line(said[s.seq], read=True))
-            if s.kind == StepKind.action:
-                out.append(_action_line(s))
-            elif s.kind == StepKind.compensation and s.status == StepStatus.failed:
-                out.append(f":warning: undo of {s.name} failed: {s.error}")
-        out.extend(_steering_line(s, read=False) for s in self.steering if s.steer_seq is None)
-        return out[-25:]
-
-    def done(self) -> list[str]:
-        return [
-            f"• {_summary(s)}" + (" (reversed)" if s.status == StepStatus.compensated else "")
-            for s in self.steps
-            if s.kind == StepKind.action and s.status in (StepStatus.succeeded, StepStatus.compensated)
-        ]
-
-    def proposed(self) -> list[str]:
-        """What a propose-only agent would have done."""
-        return [
-            f"• {_summary(s).removeprefix('would run ')}"
-            for s in self.steps
-            if s.kind == StepKind.action and s.status == StepStatus.proposed
-        ]
-
-    def not_for_customers(self) -> list[str]:
-        """What a customer asked for that only the team may do (the executor refused it)."""
-        return [
-            f"• {s.error}"
-            for s in self.steps
-            if s.kind == StepKind.action
-            and s.status == StepStatus.rejected
-            and (s.data or {}).get("not_for_customers")
-        ]
-
-    def undoable(self) -> bool:
-        return self.run.status == RunStatus.succeeded and any(
-            s.kind == StepKind.action and s.status == StepStatus.succeeded and s.undo is not None
-            for s in self.steps
-        )
-
-
-def _summary(s: Step) -> str:
-    return str((s.data or {}).get("summary") or s.name)
-
-
-def _steering_line(steer: Request, *, read: bool) -> str:
-    said = steer.text if len(steer.text) <= 200 else steer.text[:199] + "…"
-    when = "read" if read else "received, read at the next step"
-    return f":speech_balloon: <@{steer.user_id}>: “{escape(said)}” ({when})"
-
-
-def _action_line(s: Step) -> str:
-    if s.status == StepStatus.succeeded:
-        return f":white_check_mark: {_summary(s)}"
-    if s.status == StepStatus.compensated:
-        return f":leftwards_arrow_with_hook: ~{_summary(s)}~ (reversed)"
-    if s.status == StepStatus.intent:
-        return f":hourglass_flowing_sand: {s.name}…"
-    if s.status == StepStatus.proposed:
-        return f":memo: proposed (not done): {_summary(s).removeprefix('would run ')}"
-    if s.status == StepStatus.rejected:
-        return f":warning: rejected a call to {s.name}: {s.error}"
-    return f":x: {s.name}: {s.error}"
 
 
 class Presenter:

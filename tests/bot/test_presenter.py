@@ -21,7 +21,8 @@ from fakes import FakeSlack
 from fakes.loopback import Reply
 from storage_rows import new_run
 
-from bot.presenter import Presenter, RunView
+from bot.presenter import Presenter
+from bot.run_view import RunView
 from bot.surface import SlackSurface, make_client
 from storage import journal, runs
 from storage.engine import Database

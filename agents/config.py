@@ -285,6 +285,8 @@ class AgentConfig(Strict):
     max_output_tokens: int = Field(default=1024, ge=16, le=200_000)
     """The most a model may write in one turn (sent with every request): a rambling model stops
     there, instead of holding a one-request-at-a-time server for its whole context."""
+    handoffs: list[str] = Field(default_factory=list)
+    """Agents this one may hand work to: its model gets a `transfer_to_<agent>(brief)` tool each."""
 
     @model_validator(mode="after")
     def _instructions_render(self, info: ValidationInfo) -> AgentConfig:
@@ -305,6 +307,10 @@ class AgentConfig(Strict):
 class ControlConfig(Strict):
     admins: list[str] = Field(default_factory=list)
     approval_timeout_hours: float = Field(default=24, gt=0, le=24 * 30)
+    max_handoff_depth: int = Field(default=3, ge=1, le=20)
+    """How many handoffs deep a case may go (A hands to B hands to C: 2)."""
+    handoff_cycles: bool = False
+    """Whether an agent may be handed work again within one chain (A hands to B hands to A)."""
     role_cache_minutes: float = Field(default=60, gt=0, le=24 * 60 * 7)
     """How long what Slack said of a user (member, guest, stranger) is trusted before asking again;
     when Slack cannot answer, the last answer is used however old."""
@@ -426,6 +432,12 @@ class Config(Strict):
                             "action_autonomy",
                             f"{name!r} is not in its actions{suggest(name, agent.actions)}",
                         )
+                    )
+            for name in agent.handoffs:
+                if name == agent.name or name not in seen:
+                    why = "an agent cannot hand work to itself" if name == agent.name else "unknown agent"
+                    problems.append(
+                        (f"agents[{i}] ({agent.name})", "handoffs", f"{why}: {name!r}{suggest(name, seen)}")
                     )
             for channel in agent.channels:
                 if channel in served:

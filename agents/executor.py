@@ -12,14 +12,14 @@ from pydantic import BaseModel, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from agents import gate, metrics
-from agents.actions.base import Action, ActionContext, Requester
+from agents.actions.base import Action, ActionContext, ActionResult, Requester
 from agents.config import AUTONOMY_ORDER
 from agents.errors import ActionError
 from agents.model import ToolCall
 from agents.runtime import Runtime
-from storage import approvals, journal, locks, steering
+from storage import approvals, cases, journal, locks, steering
 from storage.clock import now
-from storage.models import ApprovalStatus, Step, StepKind, StepStatus, WaitKind
+from storage.models import FINAL_STATUSES, ApprovalStatus, Step, StepKind, StepStatus, WaitKind
 from storage.runs import Wait
 
 log = logging.getLogger(__name__)
@@ -150,7 +150,9 @@ class Executor:
         fields: dict[str, Any] = {}
         started = time.monotonic()
         try:
-            result = await action.run(ctx, args)
+            result = await self._run(action, ctx, args)
+        except gate.Interrupted:
+            raise  # the run waits (a handoff's outcome): the step stays an intent until then
         except ActionError as e:
             fields = {"error": clean.clean(str(e))}
             reply = f"error: {fields['error']}"
@@ -176,6 +178,29 @@ class Executor:
             await journal.finish_step(session=session, step_id=step.id, status=status, **fields)
         await self.rt.reporter.run_progressed(self.run_id)
         return reply
+
+    async def _run(self, action: Action, ctx: ActionContext, args: BaseModel) -> ActionResult:
+        """The action's result. A handoff whose run is still going makes this run wait for it
+        (AwaitingHandoff): decided in a transaction that locks the other run's row, so its end
+        either comes before (then its outcome is read now) or requeues this run after."""
+        while True:
+            try:
+                return await action.run(ctx, args)
+            except gate.AwaitingHandoff as waiting:
+                async with self.rt.db.write() as session:
+                    child = await cases.lock_run(session=session, run_id=waiting.child_id)
+                    if child is not None and child.status in FINAL_STATUSES:
+                        continue  # it just ended: read its outcome
+                    await gate.wait(
+                        session=session,
+                        run_id=self.run_id,
+                        worker_id=self.rt.worker_id,
+                        wait=Wait(WaitKind.handoff, str(waiting.child_id), str(waiting)),
+                    )
+                await self.rt.reporter.run_started(waiting.child_id)  # its thread, linked to this one
+                if waiting.approval_id is not None:
+                    await self.rt.reporter.approval_requested(waiting.approval_id)
+                raise
 
     async def _lock(self, session: AsyncSession, resource: str) -> str | None:
         """Hold `resource` for this run. When another run holds it, this run starts waiting

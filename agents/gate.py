@@ -34,6 +34,17 @@ class AwaitingApproval(Interrupted):
         self.action = action
 
 
+class AwaitingHandoff(Interrupted):
+    """The run handed work to another agent and waits for that run's outcome."""
+
+    def __init__(self, child_id: int, agent: str, approval_id: int | None = None) -> None:
+        super().__init__(f"waiting for {agent}: run #{child_id}")
+        self.child_id = child_id
+        self.agent = agent
+        self.approval_id = approval_id
+        """The team member's approval the new run waits for first (a customer's case)."""
+
+
 class ResourceBusy(Interrupted):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)

@@ -17,16 +17,17 @@ from pydantic import ValidationError
 
 from agents import conversation, gate, logcontext, metrics
 from agents.actions.base import Action, Requester
+from agents.actions.handoff import HANDOFF_APPROVAL
 from agents.conversation import EarlierRun, TurnContext
 from agents.errors import ModelError
 from agents.executor import Executor
 from agents.model import Planner, ToolCall, Turn
 from agents.outcomes import counted, describe, did_nothing, first_error, outage, unrecovered_failures
-from agents.rollback import reverse_run
+from agents.rollback import reverse
 from agents.runtime import Runtime
-from storage import journal, requests, runs, steering, threads
+from storage import approvals, cases, journal, requests, runs, steering, threads
 from storage.clock import now
-from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus, WaitKind
+from storage.models import ApprovalStatus, Request, Run, RunStatus, Step, StepKind, StepStatus, WaitKind
 from storage.runs import Wait
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,7 @@ STOPPED_FOR_HUMAN = "needs a human"
 OFFLINE_NOTE = "\n_(written by the offline planner)_"
 MODEL_RETRY_FIRST = 5.0  # seconds before the first retry of an unreachable model; doubled each time
 MODEL_RETRY_MAX = 60.0
+UNDO_RETRY = timedelta(seconds=1)  # a case's undo looks again this soon for its runs to stop
 
 
 class RunLoop:
@@ -79,6 +81,8 @@ class RunLoop:
         if run.undone_by:
             await self._undo(run.undone_by)
             return
+        if request.kind == "handoff" and not await self._handoff_approved():
+            return
         if run.planner != planner.label:
             async with self.rt.db.write() as session:
                 await runs.set_planner(session=session, run_id=self.run_id, planner=planner.label)
@@ -86,7 +90,7 @@ class RunLoop:
             await self._work(planner, steps)
         except gate.UndoRequested as stop:
             await self._undo(stop.by_user)
-        except (gate.Paused, gate.ResourceBusy):
+        except (gate.Paused, gate.ResourceBusy, gate.AwaitingHandoff):
             await self.rt.reporter.run_progressed(self.run_id)  # it already waits
         except gate.AwaitingApproval as stop:
             await self.rt.reporter.run_progressed(self.run_id)  # it already waits
@@ -306,6 +310,30 @@ class RunLoop:
             return False
         return True
 
+    async def _handoff_approved(self) -> bool:
+        """A customer's case handed to this agent waits for a team member's Approve before it
+        acts: True when approved (or no approval was asked); otherwise it waits again, or ends
+        as denied."""
+        async with self.rt.db.read() as session:
+            approval = await approvals.find_approval(
+                session=session, run_id=self.run_id, tool_call_id=HANDOFF_APPROVAL
+            )
+        if approval is None or approval.status == ApprovalStatus.approved:
+            return True
+        if approval.status == ApprovalStatus.pending:
+            assert approval.id is not None
+            await self._wait(
+                Wait(WaitKind.approval, str(approval.id), "a team member approves it before it acts")
+            )
+            return False
+        why = (
+            f"denied by <@{approval.decided_by}>"
+            if approval.status == ApprovalStatus.denied
+            else approval.status
+        )
+        await self._finish(RunStatus.failed, error=f"The handoff was not approved: {why}.")
+        return False
+
     async def _is_customer(self, request: Request) -> bool:
         """Whether this run reaches only what customers may. A requester Slack could not verify at
         intake is asked about again now; one still unverifiable stays limited (and stays
@@ -383,16 +411,15 @@ class RunLoop:
         error: str | None = None,
         unless_steered: bool = False,
     ) -> bool:
-        """Give the run its final status, rolling back a failure when the policy says so.
+        """Give the run its final status, rolling back a failure when the policy says so: this
+        run's steps and those of the runs it handed work to (for a case's first run, the case).
 
         `unless_steered`: not while a reply in the thread is unread (returns False; the run goes
         on). Otherwise the replies it did not read become runs of their own (storage.steering).
         """
         if status == RunStatus.failed and getattr(self, "agent", None) is not None:
             if self.agent.on_failure == "rollback":
-                reversals = await reverse_run(
-                    self.rt, run_id=self.run_id, agent=self.agent.name, requester=self.requester
-                )
+                reversals = await reverse(self.rt, run_id=self.run_id)
                 if any(r.reversed for r in reversals):
                     status = RunStatus.rolled_back
                 error = (error or "") + describe(reversals)
@@ -415,18 +442,27 @@ class RunLoop:
         return True
 
     async def _undo(self, by_user: str) -> None:
-        reversals = await reverse_run(
-            self.rt, run_id=self.run_id, agent=self.agent.name, requester=self.requester
-        )
+        """Undo the case this run belongs to. Its first run does it, once no other run of the
+        case is running: every step of every run, newest first. The others wait for it."""
+        if self.run.case != self.run_id:
+            await self._wait(
+                Wait(WaitKind.case, str(self.run.case), f"case #{self.run.case} is being undone")
+            )
+            return
+        async with self.rt.db.read() as session:
+            members = await cases.case_runs(session=session, case_id=self.run_id)
+        busy = [m.id for m in members if m.status == RunStatus.running and m.id != self.run_id]
+        if busy:  # they stop at their next step; look again in a moment
+            reason = (
+                f"undoing case #{self.run_id}: waiting for run {', '.join(f'#{i}' for i in busy)} to stop"
+            )
+            await self._wait(Wait(WaitKind.case, str(self.run_id), reason, wake_at=now() + UNDO_RETRY))
+            return
+        reversals = await reverse(self.rt, run_id=self.run_id)
         report = describe(reversals)
-        if not reversals:
-            async with self.rt.db.read() as session:
-                acted = any(
-                    s.kind == StepKind.action
-                    for s in await journal.steps_of(session=session, run_id=self.run_id)
-                )
-            if not acted:
-                report = " It had done nothing yet, so there was nothing to undo."
+        if not reversals and not await self._acted(members):
+            report = " It had done nothing yet, so there was nothing to undo."
+        asked = f"Undone at the request of <@{by_user}>."
         async with self.rt.db.write() as session:
             await runs.release(
                 session=session,
@@ -434,8 +470,25 @@ class RunLoop:
                 worker_id=self.rt.worker_id,
                 status=RunStatus.rolled_back,
                 outcome=(self.run.outcome or "").strip(),
-                error=f"Undone at the request of <@{by_user}>.{report}",
+                error=asked + report,
             )
-        metrics.RUNS_FINISHED.labels(self.run.agent, RunStatus.rolled_back).inc()
+            others = await cases.end_undone(
+                session=session,
+                runs=members,
+                reports={
+                    m.id: asked + describe([r for r in reversals if r.run_id == m.id])
+                    for m in members
+                    if m.id
+                },
+                except_run=self.run_id,
+            )
+        for member in members:
+            metrics.RUNS_FINISHED.labels(member.agent, RunStatus.rolled_back).inc()
         metrics.UNDOS.labels(self.run.agent).inc()
-        await self.rt.reporter.run_finished(self.run_id)
+        for run_id in [self.run_id, *others]:
+            await self.rt.reporter.run_finished(run_id)
+
+    async def _acted(self, members: list[Run]) -> bool:
+        async with self.rt.db.read() as session:
+            steps = await cases.steps_of_runs(session=session, run_ids=[m.id for m in members if m.id])
+        return any(s.kind == StepKind.action for s in steps)

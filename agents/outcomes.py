@@ -69,8 +69,19 @@ def unrecovered_failures(steps: list[Step]) -> list[Step]:
 
 
 def describe(reversals: list[Reversal]) -> str:
+    """What a reversal did and could not do; per agent when several agents' steps were reversed."""
     if not reversals:
         return ""
+    agents = list(dict.fromkeys(r.agent for r in reversals))
+    if len(agents) > 1:
+        return "".join(
+            f"\n*{agent}*:" + _reversed([r for r in reversals if r.agent == agent]).replace("\n", " ")
+            for agent in agents
+        )
+    return _reversed(reversals)
+
+
+def _reversed(reversals: list[Reversal]) -> str:
     done = [r.text for r in reversals if r.reversed]
     kept = [r.text for r in reversals if not r.reversed]
     text = ""

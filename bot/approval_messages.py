@@ -64,9 +64,17 @@ class ApprovalMessages:
             if approval.arguments
             else "(no arguments)"
         )
+        handoff = approval.tool_call_id == "handoff" and isinstance(
+            (approval.arguments or {}).get("brief"), str
+        )
+        if handoff:  # shown exactly as the agent will read it
+            args = str((approval.arguments or {})["brief"])
         if approval.status == ApprovalStatus.pending:
             header = (
-                f":raised_hand: Run #{run.id} ({run.agent}) wants to run *{approval.action}* and waits "
+                f":raised_hand: A customer's case is handed to *{run.agent}* (run #{run.id}): it acts only "
+                "once a team member approves. This is what it will be asked to do:"
+                if handoff
+                else f":raised_hand: Run #{run.id} ({run.agent}) wants to run *{approval.action}* and waits "
                 f"for a human, because {approval.reason}."
             )
             footer = f"approval #{approval.id} · expires {approval.expires_at:%Y-%m-%d %H:%M} UTC"

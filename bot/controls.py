@@ -21,7 +21,7 @@ from bot.places import Scope, Where
 from bot.presenter import Presenter
 from bot.summary import Summaries
 from bot.surface import Surface
-from storage import approvals, audit, controls, journal, runs
+from storage import approvals, audit, cases, controls, journal, runs
 from storage.controls import ALL
 from storage.engine import Database
 from storage.models import ApprovalStatus, RunStatus, WaitKind
@@ -100,16 +100,27 @@ class Controls:
                 if run is None:
                     return await not_here(session, user_id, "undo", "run", run_id, places.why_not_here(where))
             assert run.id is not None
-            state = await runs.request_undo(session=session, run_id=run.id, by_user=user_id)
+            # A run's undo is its case's: every run started from the same request, across agents.
+            state, _ = await cases.request_case_undo(session=session, run_id=run.id, by_user=user_id)
+            members = await cases.case_runs(session=session, case_id=run.case)
             withdrawn: list[int] = []
             if state == "requested":
-                withdrawn = await approvals.withdraw(session=session, run_id=run.id, by_user=user_id)
+                for member in members:
+                    withdrawn += await approvals.withdraw(
+                        session=session, run_id=member.id or 0, by_user=user_id
+                    )
                 await audit.record(session=session, actor=user_id, action="undo", target=f"run:{run.id}")
         for approval_id in withdrawn:
             await self.presenter.approval_decided(approval_id)
         if state == "already":
             return Reply(f"Run #{run.id} is already undone (or being undone); nothing more to do.")
         self.wake()
+        if len(members) > 1:
+            agents = ", ".join(dict.fromkeys(m.agent for m in members))
+            return Reply(
+                f"Undoing case #{run.case} ({len(members)} runs: {agents}): every run stops at its next "
+                "step, then every step of every run is reversed, newest first."
+            )
         if run.status == RunStatus.running:
             return Reply(f"Undoing run #{run.id}: it stops at its next step, then every step is reversed.")
         return Reply(f"Undoing run #{run.id}: reversing its steps, newest first.")

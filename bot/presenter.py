@@ -20,11 +20,11 @@ from typing import TypeVar
 
 from bot.approval_messages import ApprovalMessages, is_ts
 from bot.render import Message, escape, render
-from bot.run_view import FINAL_REACTION, OFFLINE, RunView, final_reaction
+from bot.run_view import FINAL_REACTION, OFFLINE, RunView, final_reaction, run_link
 from bot.surface import Surface
 from storage import approvals, controls, journal, requests, runs, steering
 from storage.engine import Database
-from storage.models import Request, Run, RunStatus
+from storage.models import Request, Run, RunStatus, WaitKind
 from storage.runs import PENDING
 
 log = logging.getLogger(__name__)
@@ -32,6 +32,19 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 ANNOUNCING = 2
 """Announcements in flight at once; the others wait their turn as idle coroutines."""
+
+
+def _opener(view: RunView) -> str:
+    """The message a run's own thread starts with."""
+    request, parent = view.request, view.parent
+    if request.kind == "handoff" and parent is not None:
+        origin = run_link(parent, "its thread")
+        return (
+            f":arrow_right: *{parent.agent}* handed this to *{view.run.agent}* "
+            f"(case #{view.run.case}, run #{parent.id}, {origin}):\n>"
+            + escape(request.text).replace("\n", "\n>")
+        )
+    return f"<@{request.user_id}> asked via `/agent`: {escape(request.text)}"
 
 
 class Presenter:
@@ -150,8 +163,15 @@ class Presenter:
             if run.status == RunStatus.queued:
                 pause = await controls.paused_scope(session=session, agent=run.agent)
                 behind = await runs.run_ahead(session=session, run=run)
+            child = parent = None
+            if run.wait_kind == WaitKind.handoff and (run.wait_on or "").isdigit():
+                child = await runs.get_run(session=session, run_id=int(run.wait_on or 0))
+            if run.parent_id is not None:
+                parent = await runs.get_run(session=session, run_id=run.parent_id)
         paused_by = None if pause is None else ("all agents are" if pause.scope == "*" else f"{run.agent} is")
-        return RunView(run, request, steps, paused_by, behind, steered) if request else None
+        if request is None:
+            return None
+        return RunView(run, request, steps, paused_by, behind, steered, child, parent)
 
     def _status_message(self, view: RunView) -> Message:
         text = "\n".join([view.header(), *view.lines(), f"_{view.footer()}_"])
@@ -226,10 +246,10 @@ class Presenter:
                 return False
         try:
             thread_ts = run.thread_ts
-            if request.kind == "command" and not is_ts(thread_ts):
-                # A slash command has no message to thread under: open a thread for it.
-                opener = f"<@{request.user_id}> asked via `/agent`: {escape(request.text)}"
-                thread_ts = await self.surface.post(channel=run.channel_id, text=opener)
+            if request.kind in ("command", "handoff") and not is_ts(thread_ts):
+                # A slash command, or work handed over from another thread: no message to thread
+                # under, so a thread of its own.
+                thread_ts = await self.surface.post(channel=run.channel_id, text=_opener(view))
                 async with self.db.write() as session:
                     await runs.set_thread(session=session, run_id=run.id, thread_ts=thread_ts)
                 run.thread_ts = thread_ts

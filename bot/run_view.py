@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from bot.render import escape
 from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus
 
+HANDOFF = "transfer_to_"  # the tools of agents.actions.handoff
+
 OFFLINE = "offline planner"
 HEADERS = {
     RunStatus.queued: ":hourglass_flowing_sand: *{agent}* took this: run #{id} is queued.",
@@ -52,6 +54,15 @@ class RunView:
     """When the run is queued behind an earlier run in its thread: that run's id."""
     steering: list[Request] = field(default_factory=list)
     """Replies in the thread that steer the run (read, or waiting for its next step)."""
+    child: Run | None = None
+    """The run it handed work to and waits for (a handoff)."""
+    parent: Run | None = None
+    """The run that handed it its work."""
+
+    @property
+    def customer(self) -> bool:
+        """A customer's thread: the rest of the case is "the team" here, never its threads."""
+        return self.request.requester_role != "member"
 
     @property
     def planner(self) -> str:
@@ -86,6 +97,15 @@ class RunView:
             )
         if r.status == RunStatus.rolled_back and not r.undone_by:
             return ROLLED_BACK_AFTER_FAILING.format(agent=r.agent, id=r.id)
+        if r.status == RunStatus.waiting and self.child is not None:
+            if self.customer:
+                return (
+                    f":hourglass_flowing_sand: Run #{r.id} ({r.agent}) is waiting: the team is looking at it."
+                )
+            return (
+                f":hourglass_flowing_sand: Run #{r.id} ({r.agent}) is waiting for *{self.child.agent}*: "
+                f"{run_link(self.child, f'run #{self.child.id}')}."
+            )
         return HEADERS[RunStatus(r.status)].format(agent=r.agent, id=r.id, reason=r.wait_reason or "")
 
     @property
@@ -99,7 +119,7 @@ class RunView:
             if s.seq in said:
                 out.append(_steering_line(said[s.seq], read=True))
             if s.kind == StepKind.action:
-                out.append(_action_line(s))
+                out.append(_action_line(s, customer=self.customer))
             elif s.kind == StepKind.compensation and s.status == StepStatus.failed:
                 out.append(f":warning: undo of {s.name} failed: {s.error}")
         out.extend(_steering_line(s, read=False) for s in self.steering if s.steer_seq is None)
@@ -107,7 +127,8 @@ class RunView:
 
     def done(self) -> list[str]:
         return [
-            f"• {_summary(s)}" + (" (reversed)" if s.status == StepStatus.compensated else "")
+            f"• {_summary(s, customer=self.customer)}"
+            + (" (reversed)" if s.status == StepStatus.compensated else "")
             for s in self.steps
             if s.kind == StepKind.action and s.status in (StepStatus.succeeded, StepStatus.compensated)
         ]
@@ -131,14 +152,31 @@ class RunView:
         ]
 
     def undoable(self) -> bool:
+        """Something to undo: a step with an undo, or a handoff (the case's runs did things)."""
         return self.run.status == RunStatus.succeeded and any(
-            s.kind == StepKind.action and s.status == StepStatus.succeeded and s.undo is not None
+            s.kind == StepKind.action
+            and s.status == StepStatus.succeeded
+            and (s.undo is not None or _handoff(s))
             for s in self.steps
         )
 
 
-def _summary(s: Step) -> str:
+def _summary(s: Step, *, customer: bool = False) -> str:
+    if customer and _handoff(s):
+        return "asked the team to take it on"
     return str((s.data or {}).get("summary") or s.name)
+
+
+def _handoff(s: Step) -> bool:
+    return s.name.startswith(HANDOFF)
+
+
+def run_link(run: Run, label: str) -> str:
+    """A link to the run's thread, or the label alone while its thread is not open yet."""
+    ts = run.thread_ts or ""
+    if not ts.replace(".", "", 1).isdigit():
+        return label
+    return f"<https://slack.com/archives/{run.channel_id}/p{ts.replace('.', '')}|{label}>"
 
 
 def _steering_line(steer: Request, *, read: bool) -> str:
@@ -147,12 +185,15 @@ def _steering_line(steer: Request, *, read: bool) -> str:
     return f":speech_balloon: <@{steer.user_id}>: “{escape(said)}” ({when})"
 
 
-def _action_line(s: Step) -> str:
+def _action_line(s: Step, *, customer: bool = False) -> str:
     if s.status == StepStatus.succeeded:
-        return f":white_check_mark: {_summary(s)}"
+        return f":white_check_mark: {_summary(s, customer=customer)}"
     if s.status == StepStatus.compensated:
-        return f":leftwards_arrow_with_hook: ~{_summary(s)}~ (reversed)"
+        return f":leftwards_arrow_with_hook: ~{_summary(s, customer=customer)}~ (reversed)"
     if s.status == StepStatus.intent:
+        if _handoff(s):
+            who = "the team" if customer else f"*{s.name.removeprefix(HANDOFF)}*"
+            return f":arrow_right: handed to {who}, waiting for the outcome…"
         return f":hourglass_flowing_sand: {s.name}…"
     if s.status == StepStatus.proposed:
         return f":memo: proposed (not done): {_summary(s).removeprefix('would run ')}"

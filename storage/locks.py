@@ -17,13 +17,19 @@ def wait_reason(resource: str, holder: int) -> str:
 
 
 async def acquire(*, session: AsyncSession, resource: str, run_id: int) -> int | None:
-    """Take the lock; returns the id of the run holding it, or None when it is ours."""
+    """Take the lock; returns the id of the run holding it, or None when it is ours (or held
+    by a run of our own case: the runs of a case take turns, so they share what they hold)."""
     await insert_ignore(session, ResourceLock, {"resource": resource, "run_id": run_id, "acquired_at": now()})
     # FOR UPDATE (PostgreSQL): the holder cannot free the lock and requeue its waiters
     # until this transaction has recorded whether this run waits.
     lock = await session.get(ResourceLock, resource, populate_existing=True, with_for_update=True)
     assert lock is not None
-    return None if lock.run_id == run_id else lock.run_id
+    if lock.run_id == run_id:
+        return None
+    mine, holder = await session.get(Run, run_id), await session.get(Run, lock.run_id)
+    if mine is not None and holder is not None and mine.case == holder.case:
+        return None
+    return lock.run_id
 
 
 async def would_deadlock(*, session: AsyncSession, run_id: int, holder: int) -> bool:

@@ -42,6 +42,8 @@ class WaitKind(StrEnum):
     resource = "resource"  # wait_on: the resource another run holds
     human = "human"  # wait_on: the step whose result a crash left unknown
     model = "model"  # the model server is unreachable; wake_at: the next try
+    handoff = "handoff"  # wait_on: the run it handed work to, whose outcome it waits for
+    case = "case"  # wait_on: the case's first run, which is undoing the whole case
 
 
 ACTIVE_STATUSES = (RunStatus.queued, RunStatus.running, RunStatus.waiting)
@@ -129,6 +131,9 @@ class Run(SQLModel, table=True):
         Index("ix_runs_channel", "team_id", "channel_id"),
         # The watchdog's windows.
         Index("ix_runs_finished", "finished_at"),
+        Index("ix_runs_case", "case_id"),
+        # A handoff starts one run, however often its call is repeated (a crash, a retry).
+        UniqueConstraint("parent_id", "handoff_key", name="uq_runs_handoff"),
         # The few runs whose outcome or undo report is still to be delivered (housekeeping
         # looks for them every 30 s). The condition is the query's, word for word.
         Index(
@@ -142,6 +147,14 @@ class Run(SQLModel, table=True):
     id: int | None = id_field()
     request_id: int = Field(foreign_key="requests.id", index=True)
     agent: str = Field(max_length=64)
+    # A case: every run started from one request (a run's handoffs, theirs, ...). The first
+    # run's id names it (`case`); undo, rollback and status take the case as one.
+    case_id: int | None = Field(default=None)
+    """The case's first run, for a run handed work; None for a case's first run itself."""
+    parent_id: int | None = Field(default=None)
+    """The run that handed this one its work (transfer_to_<agent>), None for a case's first run."""
+    handoff_key: str | None = Field(default=None, max_length=64)
+    """The parent's call that started it (its idempotency key): one run per call."""
     status: str = Field(default=RunStatus.queued, max_length=16)
     wait_kind: str | None = Field(default=None, max_length=16)  # WaitKind, while waiting
     wait_on: str | None = Field(default=None, max_length=255)  # which pause, approval, resource...
@@ -174,6 +187,11 @@ class Run(SQLModel, table=True):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     updated_at: datetime = Field(default_factory=now)
+
+    @property
+    def case(self) -> int:
+        """The case this run belongs to: its first run's id."""
+        return self.case_id or self.id or 0
 
 
 class Step(SQLModel, table=True):

@@ -46,9 +46,10 @@ async def claim_runs(
     Taking a running run (its lease ran out: the worker died, or crashed on it) counts a
     crash against the run: a run that keeps crashing its worker is failed (RunLoop).
 
-    A run is claimable only if no earlier run in its thread is still active, so one
-    thread never has two runs working at once. On PostgreSQL the candidate rows are
-    locked with FOR UPDATE SKIP LOCKED so concurrent workers never take the same run.
+    A run is claimable only if no earlier run in its thread is still active (runs of one case
+    excepted: they take turns by themselves), so one thread never has two runs working at
+    once. On PostgreSQL the candidate rows are locked with FOR UPDATE SKIP LOCKED so
+    concurrent workers never take the same run.
     `working`: runs this worker is working right now; never claimed again, even if their
     lease lapsed (the heartbeat renews it).
     """
@@ -62,6 +63,8 @@ async def claim_runs(
         col(earlier.thread_ts) == Run.thread_ts,
         col(earlier.id) < col(Run.id),
         col(earlier.status).in_(ACTIVE_STATUSES),
+        # A run handed work in its parent's thread does not wait for the parent (which waits for it).
+        func.coalesce(earlier.case_id, earlier.id) != func.coalesce(Run.case_id, Run.id),
     )
     claimable = or_(
         col(Run.status) == RunStatus.queued,
@@ -190,11 +193,18 @@ async def release(
     if not result.rowcount:
         raise LeaseLost(run_id, worker_id)
     if status not in ACTIVE_STATUSES:
-        # A finished run frees what it was acting on; the runs waiting for it go again.
-        for resource in await locks.release_all(session=session, run_id=run_id):
-            await requeue_waiting(session=session, kind=WaitKind.resource, on=resource)
-        await steering.hand_over(session=session, run_id=run_id)
+        await ended(session=session, run_id=run_id)
     return True
+
+
+async def ended(*, session: AsyncSession, run_id: int) -> None:
+    """A run reached a final status: it frees what it was acting on (the runs waiting for it go
+    again), the replies it did not read become runs of their own, and a run that handed it
+    its work goes on with the outcome."""
+    for resource in await locks.release_all(session=session, run_id=run_id):
+        await requeue_waiting(session=session, kind=WaitKind.resource, on=resource)
+    await steering.hand_over(session=session, run_id=run_id)
+    await requeue_waiting(session=session, kind=WaitKind.handoff, on=str(run_id))
 
 
 async def add_usage(
@@ -370,6 +380,7 @@ async def run_ahead(*, session: AsyncSession, run: Run) -> int | None:
             col(Run.thread_ts) == run.thread_ts,
             col(Run.id) < (run.id or 0),
             col(Run.status).in_(ACTIVE_STATUSES),
+            func.coalesce(Run.case_id, Run.id) != run.case,
         )
         .order_by(col(Run.id))
         .limit(1)

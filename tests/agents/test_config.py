@@ -751,7 +751,13 @@ def test_secret_values_read_the_process_environment_by_default(monkeypatch: pyte
 
 # Every field of the file, with a valid value: the sweep below puts wrong values in each.
 COMPLETE: dict[str, Any] = {
-    "control": {"admins": ["U1"], "approval_timeout_hours": 24, "role_cache_minutes": 60},
+    "control": {
+        "admins": ["U1"],
+        "approval_timeout_hours": 24,
+        "role_cache_minutes": 60,
+        "max_handoff_depth": 3,
+        "handoff_cycles": False,
+    },
     "summary": {"channel": "C1", "time": "09:00", "timezone": "UTC"},
     "alerts": {
         "channel": "C2",
@@ -782,7 +788,9 @@ COMPLETE: dict[str, Any] = {
             "customer_actions": ["restart"],
             "history_tokens": 3000,
             "max_output_tokens": 1024,
-        }
+            "handoffs": ["deployer"],
+        },
+        {"name": "deployer", "actions": ["restart"]},
     ],
     "actions": [
         {

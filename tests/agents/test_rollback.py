@@ -12,7 +12,7 @@ from agents.actions.base import Requester
 from agents.config import Config
 from agents.executor import Executor
 from agents.model import ToolCall
-from agents.rollback import reverse_run
+from agents.rollback import reverse
 from agents.runtime import Runtime
 from storage import approvals, journal
 from storage.clock import now
@@ -80,7 +80,7 @@ def _log(tmp_path: Path) -> str:
     return path.read_text() if path.exists() else ""
 
 
-async def test_reverse_run_newest_first_reporting_what_could_not_be_reversed(
+async def test_reverse_newest_first_reporting_what_could_not_be_reversed(
     db: Database, tmp_path: Path
 ) -> None:
     rt, executor, run_id = await _setup(db, tmp_path)
@@ -94,7 +94,7 @@ async def test_reverse_run_newest_first_reporting_what_could_not_be_reversed(
     await executor.call(call("record", label="two"))
     assert created.startswith("created ticket #1 ")
 
-    reversals = await reverse_run(rt, run_id=run_id, agent="ops", requester=REQUESTER)
+    reversals = await reverse(rt, run_id=run_id)
 
     assert [(r.step, r.action, r.reversed) for r in reversals] == [
         (6, "record", True),
@@ -137,8 +137,8 @@ async def test_a_second_reversal_reverses_nothing(db: Database, tmp_path: Path) 
     await executor.call(call("record", label="one"))
     await executor.call(call("ticket_create", title="x"))
 
-    first = await reverse_run(rt, run_id=run_id, agent="ops", requester=REQUESTER)
-    second = await reverse_run(rt, run_id=run_id, agent="ops", requester=REQUESTER)
+    first = await reverse(rt, run_id=run_id)
+    second = await reverse(rt, run_id=run_id)
 
     assert [r.reversed for r in first] == [True, True]
     assert second == []
@@ -150,8 +150,8 @@ async def test_a_failed_compensation_is_tried_again_next_time(db: Database, tmp_
     rt, executor, run_id = await _setup(db, tmp_path)
     await executor.call(call("badundo"))
 
-    first = await reverse_run(rt, run_id=run_id, agent="ops", requester=REQUESTER)
-    second = await reverse_run(rt, run_id=run_id, agent="ops", requester=REQUESTER)
+    first = await reverse(rt, run_id=run_id)
+    second = await reverse(rt, run_id=run_id)
 
     assert [r.reversed for r in first] == [False]
     assert [r.reversed for r in second] == [False]
@@ -162,7 +162,7 @@ async def test_nothing_to_reverse(db: Database, tmp_path: Path) -> None:
     rt, executor, run_id = await _setup(db, tmp_path)
     await executor.call(call("ticket_find"))
     await executor.call(call("no_such_tool"))
-    assert await reverse_run(rt, run_id=run_id, agent="ops", requester=REQUESTER) == []
+    assert await reverse(rt, run_id=run_id) == []
 
 
 async def test_a_step_whose_action_no_longer_exists_is_reported(db: Database, tmp_path: Path) -> None:
@@ -180,7 +180,7 @@ async def test_a_step_whose_action_no_longer_exists_is_reported(db: Database, tm
             data={"summary": "boo"},
         )
 
-    [reversal] = await reverse_run(rt, run_id=run_id, agent="ops", requester=REQUESTER)
+    [reversal] = await reverse(rt, run_id=run_id)
 
     assert (reversal.reversed, reversal.text) == (False, "boo: its action no longer exists")
 
@@ -200,7 +200,7 @@ async def test_a_compensation_interrupted_by_a_crash_is_run_again(db: Database, 
             compensates=action_step.id,
         )
 
-    [reversal] = await reverse_run(rt, run_id=run_id, agent="ops", requester=REQUESTER)
+    [reversal] = await reverse(rt, run_id=run_id)
 
     assert reversal.reversed
     steps = await _steps(db, run_id)

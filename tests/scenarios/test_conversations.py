@@ -75,7 +75,7 @@ async def test_a_reply_while_the_run_acts_steers_it_and_starts_no_second_run(sta
         return [r for r in await desk.rows(Request) if r.steers_run_id is not None]
 
     [steer] = await wait_until(steered, message="the reply to steer the run")
-    assert "eyes" in desk.slack.reactions_on("C1", reply)
+    await wait_until(lambda: "eyes" in desk.slack.reactions_on("C1", reply), message="👀 on the reply")
     model.release()
     run = await desk.only_run()  # one run, not two
     assert run.status == RunStatus.succeeded, run.error

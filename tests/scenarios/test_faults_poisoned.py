@@ -78,7 +78,7 @@ async def test_a_run_that_kills_its_worker_three_times_is_failed_rolled_back_and
     assert len(log.read_text().splitlines()) == 3  # never a fourth time
     assert notes.read_text().splitlines() == ["before the restart", "undone"]
     ts = mention["event"]["ts"]
-    assert "x" in fake_slack.reactions_on("C1", ts)
+    await wait_until(lambda: "x" in fake_slack.reactions_on("C1", ts), message="❌ on the request")
     outcome = fake_slack.messages[run.outcome_ts]
     assert outcome.thread_ts == ts
     assert ":x:" in outcome.text and "crashed its worker 3 times" in outcome.text

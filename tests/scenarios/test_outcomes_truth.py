@@ -7,6 +7,7 @@ succeeded; a failure rolled back automatically shows ❌.
 from __future__ import annotations
 
 from fakes import slack_events as ev
+from fakes import wait_until
 
 from storage.models import RunStatus, StepStatus
 
@@ -22,7 +23,8 @@ async def test_a_request_the_offline_planner_cannot_act_on_did_nothing(start_des
     assert outcome.text.startswith(f":warning: Run #{run.id} (ops) did nothing.")
     assert ":white_check_mark:" not in outcome.text
     assert "only understand a few forms" in outcome.text  # what it can do instead
-    assert desk.slack.reactions_on("C1", mention["event"]["ts"])[-1] == "warning"
+    # The reaction follows the outcome post: wait for it rather than read it at once.
+    await wait_until(lambda: "warning" in desk.slack.reactions_on("C1", mention["event"]["ts"]))
     assert "chatops_undo" not in outcome.action_ids()
 
 

@@ -38,7 +38,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     try:
         settings = Settings()
-        quiet = args.command == "console" or (args.command == "run" and not settings.slack_http)
+        quiet = args.command == "console" or (
+            args.command == "run" and not (settings.slack_http or settings.slack_socket)
+        )
         config = load_config(settings.config_path())  # fail before anything starts
         logs.setup(quiet=quiet, redactor=redactor_for(settings, config))
     except ConfigError as e:

@@ -7,9 +7,13 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from fakes import slack_events as ev
+from fakes import wait_until
+from fakes.socket_mode import FakeSocketMode
 
-from scenarios.socket_support import socket_desk
+from scenarios.faults_support import sqlite_url
+from scenarios.socket_support import socket_desk, socket_environment
 
 
 def _log_lines(proc) -> list[dict]:
@@ -29,3 +33,27 @@ async def test_socket_mode_logs_what_it_does_as_serve_does(processes, fake_slack
     messages = [line["message"] for line in _log_lines(proc)]
     assert any("connected to Slack in Socket Mode" in m for m in messages), messages
     assert not any(fake_slack.app_token in m for m in messages)
+
+
+@pytest.mark.parametrize(
+    ("token", "why"),
+    [
+        ("xoxb-faults", "not an app-level token"),  # the bot token pasted twice
+        ("xapp-1-A1-2222-revoked", "Slack refused it (invalid_auth)"),
+    ],
+)
+async def test_a_token_that_cannot_open_a_connection_stops_chatops_run_with_a_reason(
+    processes, fake_slack, tmp_path, token, why
+):
+    env = socket_environment(fake_slack, sqlite_url(tmp_path / "chatops.db"))
+    env["SLACK_APP_TOKEN"] = token
+    with FakeSocketMode(fake_slack) as socket:
+        proc = processes.start("run", env=env, name="run")
+        await wait_until(
+            lambda: not proc.alive, 30, message=lambda: f"chatops run to exit:\n{proc.log_tail()}"
+        )
+        assert proc.proc.returncode == 2, proc.log_tail()
+        out = proc.log_path.read_text()
+        assert "SLACK_APP_TOKEN" in out and why in out, out
+        assert token not in out  # a secret, wrong or not
+        assert socket.connections == []

@@ -8,12 +8,25 @@ socket drops. What it does not do is done here:
 
 - A token Slack refuses is the operator's to fix: bolt would retry it every ten seconds
   forever, so `open` raises AppTokenRefused instead, naming the variable and Slack's reason.
+- A payload of a shape Slack never sends is dropped with the HTTP door's own check (bot.http):
+  a listener would crash on it, bolt would not ack, and Slack would send it again and again.
+  It is acked, which is Socket Mode's way of saying "do not retry" (HTTP answers 400 and
+  X-Slack-No-Retry).
 """
 
 from __future__ import annotations
 
+import logging
+
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.errors import SlackApiError
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.request import SocketModeRequest
+from slack_sdk.socket_mode.response import SocketModeResponse
+
+from bot.http import _well_formed as well_formed  # one definition of what Slack sends, for both doors
+
+log = logging.getLogger(__name__)
 
 # apps.connections.open's answers that no retry can change.
 REFUSALS = frozenset(
@@ -43,6 +56,13 @@ def check_app_token(token: str) -> None:
 
 class SocketModeDoor(AsyncSocketModeHandler):
     """bolt's aiohttp Socket Mode handler, with the checks of the HTTP door."""
+
+    async def handle(self, client: SocketModeClient, req: SocketModeRequest) -> None:  # type: ignore[override]
+        if not well_formed(req.payload):
+            log.warning("Slack payload of an unexpected shape dropped (a %s envelope, acked)", req.type)
+            await client.send_socket_mode_response(SocketModeResponse(envelope_id=req.envelope_id))
+            return
+        await super().handle(client, req)
 
     async def open(self) -> None:
         """Connect. Raises AppTokenRefused when Slack refuses the token; anything else (Slack

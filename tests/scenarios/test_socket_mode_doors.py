@@ -14,6 +14,7 @@ from fakes.socket_mode import FakeSocketMode
 
 from scenarios.faults_support import sqlite_url
 from scenarios.socket_support import socket_desk, socket_environment
+from storage.models import RunStatus
 
 
 def _log_lines(proc) -> list[dict]:
@@ -57,3 +58,27 @@ async def test_a_token_that_cannot_open_a_connection_stops_chatops_run_with_a_re
         assert "SLACK_APP_TOKEN" in out and why in out, out
         assert token not in out  # a secret, wrong or not
         assert socket.connections == []
+
+
+async def test_a_payload_of_a_shape_slack_never_sends_is_acked_and_dropped(processes, fake_slack, tmp_path):
+    async with socket_desk(processes, fake_slack, tmp_path) as desk:
+        broken = [
+            ("events_api", {**ev.app_mention("<@UBOT> x"), "event": "not an object"}),
+            ("slash_commands", {**ev.slash_command("status"), "channel_id": ""}),
+            ("interactive", {**ev.block_action("chatops_undo", "1", message_ts=ev.new_ts()), "actions": "x"}),
+        ]
+        for kind, payload in broken:
+            envelope = await desk.socket.send(kind, payload)
+            assert await desk.acked(envelope) == {"envelope_id": envelope.envelope_id}, kind
+        assert await desk.requests() == [] and await desk.deliveries() == []
+        assert fake_slack.calls_to("chat.postMessage") == fake_slack.calls_to("chat.postEphemeral") == []
+
+        # The process is fine and takes the next good delivery.
+        assert (
+            await desk.send.event(ev.app_mention("<@UBOT> create a ticket for the next one"))
+        ).status == 200
+        run = await desk.only_run()
+        assert run.status == RunStatus.succeeded
+        desk.every_envelope_acked_once()
+        log = desk.proc.log_path.read_text()
+        assert "Traceback" not in log and "unexpected shape" in log

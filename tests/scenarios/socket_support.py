@@ -96,10 +96,12 @@ def socket_environment(
     config: Path | None = None,
     **extra: str | float | int,
 ) -> dict[str, str]:
-    """A Socket Mode app's environment: the bot token and the app-level token, no signing secret."""
-    env = environment(slack=slack, database_url=database_url, model=model, config=config, **extra)
+    """A Socket Mode app's environment: the bot token and the app-level token, no signing secret
+    (unless `extra` sets one)."""
+    env = environment(slack=slack, database_url=database_url, model=model, config=config)
     env.pop("SLACK_SIGNING_SECRET")
     env["SLACK_APP_TOKEN"] = slack.app_token
+    env.update({k: str(v) for k, v in extra.items()})
     return env
 
 

@@ -10,6 +10,7 @@ import copy
 from fakes import slack_events as ev
 from fakes import wait_until
 
+from scenarios.faults_support import SIGNING_SECRET
 from scenarios.socket_support import socket_desk
 from storage.models import RunStatus
 
@@ -21,6 +22,18 @@ async def test_chatops_run_opens_its_connection_with_the_app_token(processes, fa
         [connection] = desk.socket.connections
         assert connection.ticket == desk.socket.tickets[0] and desk.socket.refused == []
     assert connection.closed_by == "app"  # SIGTERM closed it
+
+
+async def test_with_a_signing_secret_set_too_chatops_run_still_takes_socket_mode(
+    processes, fake_slack, tmp_path
+):
+    """An app moved from HTTP to Socket Mode keeps its signing secret in the environment: the
+    envelopes, which carry no signature, are taken all the same."""
+    async with socket_desk(processes, fake_slack, tmp_path, SLACK_SIGNING_SECRET=SIGNING_SECRET) as desk:
+        assert desk.proc.env["SLACK_SIGNING_SECRET"] == SIGNING_SECRET
+        assert (await desk.send.event(ev.app_mention("<@UBOT> create a ticket for the move"))).status == 200
+        assert (await desk.only_run()).status == RunStatus.succeeded
+        assert "Socket Mode" in desk.proc.log_path.read_text()
 
 
 async def test_a_mention_is_acked_with_its_envelope_id_and_the_run_reports_in_its_thread(

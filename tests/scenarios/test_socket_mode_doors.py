@@ -11,6 +11,8 @@ import pytest
 from fakes import slack_events as ev
 from fakes import wait_until
 from fakes.socket_mode import FakeSocketMode
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
 
 from scenarios.faults_support import sqlite_url
 from scenarios.socket_support import socket_desk, socket_environment
@@ -82,3 +84,15 @@ async def test_a_payload_of_a_shape_slack_never_sends_is_acked_and_dropped(proce
         desk.every_envelope_acked_once()
         log = desk.proc.log_path.read_text()
         assert "Traceback" not in log and "unexpected shape" in log
+
+
+async def test_the_fake_opens_connections_for_the_app_token_only(fake_slack):
+    """What the scenarios rely on: apps.connections.open refuses a bot token, as Slack does,
+    and hands the app token a one-time ws:// URL of the fake Socket Mode server."""
+    with FakeSocketMode(fake_slack) as socket:
+        bot = AsyncWebClient(token="xoxb-faults", base_url=fake_slack.url)
+        with pytest.raises(SlackApiError) as refused:
+            await bot.apps_connections_open(app_token="xoxb-faults")
+        assert refused.value.response["error"] == "not_allowed_token_type"
+        opened = await bot.apps_connections_open(app_token=fake_slack.app_token)
+        assert opened["url"].startswith("ws://127.0.0.1:") and socket.tickets[0] in opened["url"]

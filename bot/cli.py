@@ -110,7 +110,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chatops {command}: {problem}", file=sys.stderr)
         return 2
     try:
-        quiet = command == "console" or (command == "run" and not settings.slack_http)
+        quiet = command == "console" or (
+            command == "run" and not (settings.slack_http or settings.slack_socket)
+        )
         config = load_config(settings.config_path())  # fail before anything starts
         logs.setup(quiet=quiet, redactor=redactor_for(settings, config))
     except ConfigError as e:

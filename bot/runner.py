@@ -184,23 +184,32 @@ async def serve(
 
 
 async def socket_mode(settings: Settings, *, migrate: bool = False) -> int:
-    from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
+    """Slack over a WebSocket (bot.socket_mode), with workers and the scheduler in-process."""
+    from bot.socket_mode import AppTokenRefused, SocketModeDoor, check_app_token
 
+    assert settings.slack_app_token is not None
+    token = settings.slack_app_token.get_secret_value()
+    try:
+        check_app_token(token)
+    except AppTokenRefused as e:
+        return _refuse(e)
     services, bolt = _slack(settings)
     try:
         await _prepare(services.db, migrate=migrate)
     except SchemaOutOfDate as e:
         await services.close()
         return _refuse(e)
-    assert settings.slack_app_token is not None
-    handler = AsyncSocketModeHandler(bolt, settings.slack_app_token.get_secret_value())
-    await handler.connect_async()
-    log.info("connected to Slack in Socket Mode")
-    settle_memory()
+    door = SocketModeDoor(bolt, token)
     try:
+        try:
+            await door.open()
+        except AppTokenRefused as e:
+            return _refuse(e)
+        log.info("connected to Slack in Socket Mode")
+        settle_memory()
         await _background(services, workers=True, scheduler=True)
     finally:
-        await handler.close_async()
+        await door.close_async()
         await services.close()
     return 0
 
@@ -276,7 +285,8 @@ async def _prepare(db: Database, *, migrate: bool) -> None:
         await db.check_schema()
 
 
-def _refuse(e: SchemaOutOfDate) -> int:
+def _refuse(e: Exception) -> int:
+    """An error the operator must fix (the schema, a token), said in one line: exit status 2."""
     print(f"chatops: {e}.", file=sys.stderr)
     return 2
 

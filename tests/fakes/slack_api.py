@@ -1,12 +1,16 @@
 """A fake Slack Web API for slack_sdk's AsyncWebClient(base_url=...).
 
 It keeps the workspace's messages and reactions, records every call, and can be told
-to answer the next calls of a method with 429 (Retry-After) or 500.
+to answer the next calls of a method with 429 (Retry-After) or 500, or to hold them until
+released. apps.connections.open (Socket Mode) takes the app-level token and answers with a
+URL of fakes.socket_mode's server.
 """
 
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -16,6 +20,8 @@ from fakes.loopback import LoopbackServer, Reply
 TEAM_ID = "T1"
 BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
+APP_TOKEN = "xapp-1-A1-1111-fakeapptoken"
+"""The app-level token (connections:write) apps.connections.open takes: Socket Mode's key."""
 
 
 @dataclass
@@ -77,7 +83,11 @@ class FakeSlack(LoopbackServer):
         """Messages only one user sees (chat.postEphemeral); `user` is that user."""
         self.home_views: dict[str, dict[str, Any]] = {}
         """The App Home view last published for each user (views.publish)."""
+        self.app_token = APP_TOKEN
+        self.socket_url: Callable[[], str] | None = None
+        """Issues a fresh Socket Mode URL for apps.connections.open (fakes.socket_mode sets it)."""
         self._failures: dict[str, list[_Failure]] = {}
+        self._held: dict[str, threading.Event] = {}
         self._ts = 0
 
     @property
@@ -99,6 +109,17 @@ class FakeSlack(LoopbackServer):
         """Answer `times` calls of `method` with `status`, after letting `after` calls through."""
         with self.lock:
             self._failures.setdefault(method, []).append(_Failure(status, times, after, retry_after))
+
+    def hold(self, method: str) -> None:
+        """Keep every call of `method` waiting (recorded, unanswered) until `release(method)`."""
+        with self.lock:
+            self._held[method] = threading.Event()
+
+    def release(self, method: str) -> None:
+        with self.lock:
+            held = self._held.pop(method, None)
+        if held is not None:
+            held.set()
 
     def recover(self, method: str) -> None:
         """Slack is back: no more injected failures for `method`."""
@@ -149,23 +170,39 @@ class FakeSlack(LoopbackServer):
         for key in ("blocks", "attachments"):
             if isinstance(params.get(key), str) and params[key]:
                 params[key] = json.loads(params[key])
+        call = Call(api, params)
         with self.lock:
-            call = Call(api, params)
             self.calls.append(call)
+            held = self._held.get(api)
+        if held is not None:
+            held.wait(timeout=60)  # a test that forgets to release fails on its own timeouts
+        with self.lock:
             failure = self._failure(api)
             if failure is not None:
                 call.status = failure.status
                 call.error = "ratelimited" if failure.status == 429 else "fatal_error"
                 extra = {"Retry-After": str(failure.retry_after)} if failure.status == 429 else {}
                 return Reply(failure.status, {"ok": False, "error": call.error}, extra)
-            if not headers.get("authorization", "").startswith("Bearer xoxb-"):
-                body: dict[str, Any] = {"ok": False, "error": "invalid_auth"}
+            refusal = self._refusal(api, headers.get("authorization", ""))
+            if refusal is not None:
+                body: dict[str, Any] = {"ok": False, "error": refusal}
             else:
                 handler = getattr(self, "_" + api.replace(".", "_"), None)
                 body = handler(params) if handler else {"ok": False, "error": "unknown_method"}
             if not body.get("ok"):
                 call.error = str(body.get("error"))
             return Reply(200, body)
+
+    def _refusal(self, api: str, authorization: str) -> str | None:
+        """Slack's answer to the wrong token: apps.connections.open takes only the app-level
+        token, every other method only a bot token."""
+        token = authorization.removeprefix("Bearer ")
+        wanted = "xapp-" if api == "apps.connections.open" else "xoxb-"
+        if token.startswith(("xapp-", "xoxb-", "xoxp-")) and not token.startswith(wanted):
+            return "not_allowed_token_type"
+        if not token.startswith(wanted) or (wanted == "xapp-" and token != self.app_token):
+            return "invalid_auth"
+        return None
 
     def _failure(self, api: str) -> _Failure | None:
         rules = self._failures.get(api) or []
@@ -183,6 +220,11 @@ class FakeSlack(LoopbackServer):
     def _next_ts(self) -> str:
         self._ts += 1
         return f"{1700000100 + self._ts // 1_000_000}.{self._ts % 1_000_000:06d}"
+
+    def _apps_connections_open(self, _: dict[str, Any]) -> dict[str, Any]:
+        if self.socket_url is None:
+            return {"ok": False, "error": "socket_mode_not_enabled"}  # no Socket Mode server started
+        return {"ok": True, "url": self.socket_url()}
 
     def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
         return {

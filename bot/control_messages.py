@@ -51,8 +51,10 @@ def status_text(
     waiting: Sequence[Approval],
     *,
     here: str,
+    cases: dict[int, list[Run]] | None = None,
 ) -> str:
-    """The agents and their pause state (global), then the runs and approvals of `here`."""
+    """The agents and their pause state (global), then the runs and approvals of `here`; a run of
+    a case with several runs is shown as the case's tree (`cases`: case -> its runs)."""
     lines = ["*Agents*"]
     if ALL in flags:
         c = flags[ALL]
@@ -65,9 +67,15 @@ def status_text(
         mine = [r for r in active if r.agent == agent]
         lines.append(f"• *{agent}*: {state}; {len(mine)} run{'s' * (len(mine) != 1)} in flight")
     lines.append("*Runs in flight*" if active else "*Runs in flight*: none")
+    cases = cases or {}
+    shown: set[int] = set()
     for r in active[:20]:
-        why = f" ({r.wait_reason})" if r.wait_reason else ""
-        lines.append(f"• run #{r.id} ({r.agent}): {r.status}{why}")
+        if r.case in cases:
+            if r.case not in shown:
+                shown.add(r.case)
+                lines.extend(case_tree(r.case, cases[r.case]))
+            continue
+        lines.append(f"• {_run_state(r)}")
     if len(active) > 20:
         lines.append(f"• … and {len(active) - 20} more")
     lines.append("*Approvals waiting*" if waiting else "*Approvals waiting*: none")
@@ -75,6 +83,23 @@ def status_text(
         lines.append(f"• run #{a.run_id}: {a.action} (expires {clock(a.expires_at)})")
     lines.append(f"_Runs and approvals {here}; pauses apply to every channel._")
     return "\n".join(lines)
+
+
+def case_tree(case: int, members: Sequence[Run]) -> list[str]:
+    """A case as a tree: each run under the run that handed it its work."""
+    lines = [
+        f"• case #{case} ({len(members)} runs, " + " → ".join(dict.fromkeys(m.agent for m in members)) + ")"
+    ]
+    depth: dict[int | None, int] = {}
+    for m in members:  # parents come before their children
+        depth[m.id] = depth.get(m.parent_id, -1) + 1 if m.parent_id is not None else 0
+        lines.append("    " * (depth[m.id] + 1) + f"◦ {_run_state(m)}")
+    return lines
+
+
+def _run_state(r: Run) -> str:
+    why = f" ({r.wait_reason})" if r.wait_reason else ""
+    return f"run #{r.id} ({r.agent}): {r.status.replace('_', ' ')}{why}"
 
 
 def undo_choices(choices: Sequence[tuple[Run, str]]) -> Message:

@@ -246,8 +246,17 @@ class Controls:
                 channel_id=scope.channel_id,
                 requested_by=scope.requested_by,
             )
+            # A run that is part of a case is shown in its case's tree (its other runs may work
+            # in other channels: their agents and states are shown, not their content).
+            trees = {
+                case: members
+                for case in dict.fromkeys(r.case for r in active)
+                if len(members := await cases.case_runs(session=session, case_id=case)) > 1
+            }
         here = "in this channel" if scope.channel_id is not None else "of yours"
-        return say.status_text([a.name for a in self.config.agents], flags, active, waiting, here=here)
+        return say.status_text(
+            [a.name for a in self.config.agents], flags, active, waiting, here=here, cases=trees
+        )
 
     async def decide(self, user_id: str, approval_id: int, *, approve: bool, where: Where) -> Reply:
         """Approve or deny, from the approval's own Approve/Deny message only."""

@@ -101,6 +101,7 @@ class Summaries:
             s
             for s in (
                 self._agents(report),
+                self._cases(report),
                 self._failures(report),
                 self._human(report),
                 self._controls(report),
@@ -153,6 +154,23 @@ class Summaries:
             )
             lines.append(f"• *{day.agent}*: {day.runs} run{'s' * (day.runs != 1)}: {counts}")
         return "\n".join(lines)
+
+    def _cases(self, r: DayReport) -> str:
+        """Cases of several agents, by outcome (their first run's), with the agents they went through."""
+        if not r.cases:
+            return ""
+        outcomes: dict[str, int] = {}
+        lines: list[str] = []
+        for case in r.cases:
+            root = case.root
+            outcome = "undone" if root.undone_by else _CASE_OUTCOMES.get(RunStatus(root.status), "in flight")
+            outcomes[outcome] = outcomes.get(outcome, 0) + 1
+            if len(lines) < LIST_LIMIT:
+                link = f"<{_link(root.channel_id, root.thread_ts)}|case #{root.id}>"
+                lines.append(f"• {link}: {' → '.join(case.agents)}: {outcome}")
+        counts = ", ".join(f"{n} {o}" for o, n in outcomes.items())
+        more = [f"• … and {len(r.cases) - LIST_LIMIT} more"] if len(r.cases) > LIST_LIMIT else []
+        return "\n".join([f"*Cases across agents* ({len(r.cases)}: {counts})", *lines, *more])
 
     def _failures(self, r: DayReport) -> str:
         if not r.failures:
@@ -245,6 +263,15 @@ def _counts(
         (in_flight, f"{in_flight} still in flight", True),
     ]
     return ", ".join(text for n, text, main in parts if n or (every and main)) or "none"
+
+
+_CASE_OUTCOMES = {
+    RunStatus.succeeded: "resolved",
+    RunStatus.no_action: "did nothing",
+    RunStatus.failed: "failed",
+    RunStatus.rolled_back: "failed and rolled back",
+    RunStatus.cancelled: "cancelled",
+}
 
 
 def _link(channel: str, thread_ts: str) -> str:

@@ -19,7 +19,7 @@ from bot.surface import Surface
 from storage import alerts, audit, controls
 from storage.clock import now
 from storage.engine import Database
-from storage.models import Alert, RunStatus
+from storage.models import ACTIVE_STATUSES, Alert, RunStatus, WaitKind
 
 log = logging.getLogger(__name__)
 
@@ -135,6 +135,22 @@ class Watchdog:
                             breaker,
                         )
                     )
+            for members in await alerts.stalled_cases(
+                session=session, before=t - timedelta(minutes=cfg.stuck_minutes)
+            ):
+                at = [m for m in members if m.status in ACTIVE_STATUSES][-1]  # the newest still in flight
+                if at.wait_kind == WaitKind.paused:
+                    continue  # waiting for a resume is not being stuck
+                route = " → ".join(dict.fromkeys(m.agent for m in members))
+                found.append(
+                    Condition(
+                        f"stuck:case:{members[0].id}",
+                        f":hourglass: Case #{members[0].id} ({route}) has made no progress for over "
+                        f"{cfg.stuck_minutes:g} minutes. It is at *{at.agent}*: run #{at.id}, {at.status}"
+                        + (f" ({at.wait_reason})" if at.wait_reason else "")
+                        + f". Its thread: {_thread_link(at.channel_id, at.thread_ts)}",
+                    )
+                )
             for run in await alerts.crashed_runs(session=session, since=t - window, crashes=self.max_crashes):
                 found.append(
                     Condition(
@@ -225,7 +241,7 @@ def _thread_link(channel: str, thread_ts: str) -> str:
 
 
 CLEARED = {
-    "stuck": "the run is moving again (or finished)",
+    "stuck": "it is moving again (or finished)",
     "failure_rate": "the failure rate is back under its threshold",
     "undo_rate": "the undo rate is back under its threshold",
     "model_failures": "the model answers again",

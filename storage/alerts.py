@@ -9,9 +9,10 @@ from sqlalchemy import update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import cases
 from storage.clock import now
 from storage.dialect import insert_ignore
-from storage.models import Alert, AuditEvent, Run, RunStatus, Step, StepKind, StepStatus
+from storage.models import ACTIVE_STATUSES, Alert, AuditEvent, Run, RunStatus, Step, StepKind, StepStatus
 
 
 async def raise_alert(
@@ -61,6 +62,27 @@ async def stuck_runs(*, session: AsyncSession, before: datetime) -> list[Run]:
     )
     queued = select(Run).where(Run.status == RunStatus.queued, col(Run.updated_at) < before)
     return list((await session.exec(running)).all()) + list((await session.exec(queued)).all())
+
+
+async def stalled_cases(*, session: AsyncSession, before: datetime) -> list[list[Run]]:
+    """Cases of several runs, one still in flight, where nothing happened since `before` (no
+    step started or finished, no run changed): each as its runs, oldest first."""
+    handed = select(Run.case_id).where(col(Run.case_id).is_not(None), col(Run.status).in_(ACTIVE_STATUSES))
+    stalled = []
+    for case_id in set((await session.exec(handed)).all()):
+        members = await cases.case_runs(session=session, case_id=case_id or 0)
+        ids = [m.id for m in members]
+        last_step = (
+            await session.exec(
+                select(func.max(func.coalesce(Step.finished_at, Step.started_at))).where(
+                    col(Step.run_id).in_(ids)
+                )
+            )
+        ).one()
+        last = max([m.updated_at for m in members] + ([last_step] if last_step else []))
+        if last < before:
+            stalled.append(members)
+    return sorted(stalled, key=lambda m: m[0].id or 0)
 
 
 async def crashed_runs(*, session: AsyncSession, since: datetime, crashes: int) -> list[Run]:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import cases
 from storage.clock import now
 from storage.dialect import insert_ignore
 from storage.models import (
@@ -72,6 +73,16 @@ class Usage:
 
 
 @dataclass
+class CaseDay:
+    """A case of several runs, begun that day."""
+
+    root: Run
+    """Its first run: the case's outcome is its outcome."""
+    agents: list[str]
+    """The agents it went through, in order."""
+
+
+@dataclass
 class DayReport:
     start: datetime
     end: datetime
@@ -85,6 +96,7 @@ class DayReport:
     """Pauses and resumes during the day."""
     paused_now: list[Control]
     usage: list[Usage]
+    cases: list[CaseDay] = field(default_factory=list)
 
     @property
     def runs(self) -> int:
@@ -165,7 +177,15 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
         )
     ).all()
     usage = [Usage(p or "", n, int(pt or 0), int(ct or 0)) for p, n, pt, ct in usage_rows]
-    return DayReport(start, end, agents, failures, waiting, approvals, control_events, paused, usage)
+    handed = select(Run.case_id).where(*in_day, col(Run.case_id).is_not(None)).distinct()
+    case_days = []
+    for case_id in sorted({c for c in (await session.exec(handed)).all() if c is not None}):
+        members = await cases.case_runs(session=session, case_id=case_id)
+        if members and members[0].id == case_id:
+            case_days.append(CaseDay(members[0], list(dict.fromkeys(m.agent for m in members))))
+    return DayReport(
+        start, end, agents, failures, waiting, approvals, control_events, paused, usage, case_days
+    )
 
 
 async def claim_summary(

@@ -10,6 +10,7 @@ in any thread of the case reverses every step of every agent, newest first.
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,9 @@ from fakes import slack_events as ev
 from fakes import wait_until
 from sqlmodel import col
 
-from scenarios.control_support import approval_message, click, ephemerals_to, say
-from scenarios.faults_support import fresh_database
+from scenarios.control_support import ack_text, approval_message, click, ephemerals_to, say, slash
+from scenarios.faults_support import TestClock, fresh_database
+from storage.clock import now, set_clock
 from storage.models import Approval, Run, RunStatus, StepKind, StepStatus
 
 SUPPORT, OPS, DEPLOY = "CSUP", "COPS", "CDEPLOY"
@@ -320,3 +322,47 @@ async def _all_final(desk) -> bool:
     return bool(runs) and all(
         r.status in (RunStatus.succeeded, RunStatus.failed, RunStatus.no_action) for r in runs
     )
+
+
+async def test_status_shows_a_case_as_a_tree_the_watchdog_sees_it_stall_and_the_summary_counts_it(
+    start_desk, tmp_path
+):
+    clock = TestClock(now())
+    set_clock(clock)
+    work = working_copy(tmp_path)
+    config = '[summary]\nchannel = "CSUMMARY"\n\n[alerts]\nchannel = "CALERTS"\nstuck_minutes = 15\n'
+    desk = await start_desk(config + loop_config(work), model=True)
+    desk.slack.add_user("UGUEST", is_restricted=True)
+    desk.model.call("transfer_to_ops", {"brief": "Checkout fails for a customer. Fix it."})
+    await desk.send.event(ev.channel_message("checkout is broken", channel=SUPPORT, user="UGUEST"))
+
+    async def escalated() -> Run | None:
+        runs = await desk.runs()
+        return runs[1] if len(runs) == 2 and runs[1].status_ts not in (None, "pending") else None
+
+    ops = await wait_until(escalated, 15, message="the escalation to wait for a team member")
+    text, _ = ack_text(await slash(desk, "status", channel=OPS))
+    assert f"• case #{ops.case} (2 runs, support → ops)" in text
+    assert f"    ◦ run #{ops.case} (support): waiting" in text
+    assert f"        ◦ run #{ops.id} (ops): waiting (a team member approves" in text
+
+    assert "stuck:case" not in " ".join(await desk.services.watchdog.check())
+    clock.advance(timedelta(minutes=16))
+    holding = await desk.services.watchdog.check()
+    assert f"stuck:case:{ops.case}" in holding
+    [alert] = [m for m in desk.slack.top_level("CALERTS") if "Case #" in m.text]
+    assert f"Case #{ops.case} (support → ops) has made no progress" in alert.text
+    assert f"It is at *ops*: run #{ops.id}, waiting" in alert.text
+
+    # Approved and resolved (the model's script for the rest), it is one line of the summary.
+    script_the_fix(desk.model)
+    desk.model.answer("The team fixed it.")
+    buttons = await approval_message(desk, OPS, ops.thread_ts)
+    [approval] = await desk.rows(Approval, col(Approval.run_id) == ops.id)
+    await click(desk, "chatops_approve", str(approval.id), message=buttons)
+    await wait_until(lambda: _all_final(desk), 25, message="the case to end")
+    summaries = desk.services.summaries
+    await summaries.post(summaries.today())
+    [post] = desk.slack.top_level("CSUMMARY")
+    assert "*Cases across agents* (1: 1 resolved)" in post.text
+    assert f"|case #{ops.case}>: support → ops → deployer: resolved" in post.text

@@ -155,6 +155,7 @@ class ServerConnection:
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
+        self._retired = False
         self._lost: str | None = None
         self._refresh = False
         self._attempted = asyncio.Event()  # the first attempt is over (up or down)
@@ -166,14 +167,17 @@ class ServerConnection:
         return self.cfg.name
 
     def start(self) -> None:
-        """Connect in the background (and keep connected). Idempotent."""
+        """Connect in the background (and keep connected). Idempotent; nothing after `stop`."""
+        if self._retired:
+            return
         if self._task is None or self._task.done():
             self._stopping = False
             self._set("starting")  # now, not when the task first runs: a call made meanwhile waits
             self._task = asyncio.create_task(self._supervise(), name=f"mcp-server-{self.name}")
 
     async def stop(self) -> None:
-        """Disconnect (a stdio server is stopped) and stop reconnecting."""
+        """Disconnect (a stdio server is stopped) for good: the process is shutting down."""
+        self._retired = True
         task, self._task = self._task, None
         if task is None:
             return
@@ -207,7 +211,7 @@ class ServerConnection:
             result = await client.call_tool(tool, arguments, read_timeout_seconds=timeout, meta=meta)
         except MCPError as e:
             if e.code == CONNECTION_CLOSED:
-                self._poke(lost="it closed the connection")
+                self._poke(lost=self._closed_reason())
                 self._count("lost")
                 raise CallInterrupted(self.name, action, self._lost or e.message) from None
             if e.code == REQUEST_TIMEOUT:
@@ -384,7 +388,10 @@ class ServerConnection:
             self._poke(refresh=True)  # on the 2026 protocol the change stream says so (_listen)
 
     def _closed(self) -> None:
-        self._poke(lost="its process exited")
+        self._poke(lost=self._closed_reason())
+
+    def _closed_reason(self) -> str:
+        return "its process exited" if self.cfg.command is not None else "it closed the connection"
 
     def _on_stderr(self, line: str) -> None:
         self._stderr.append(line)

@@ -9,6 +9,7 @@ on 127.0.0.1:PORT/mcp. What the tests look at from outside, through the environm
 - WIDGETS_GATE: a path; the slow tools (paint_widget, set_color) wait while it exists.
 - WIDGETS_SECRET: what `reveal_secret` answers (the test checks chatops redacts it).
 - WIDGETS_TOKEN: over HTTP, `whoami` says whether the X-Widgets-Token header matched it.
+- WIDGETS_LICENCE: a path; when set and missing, the server refuses to start (exit status 2).
 """
 
 from __future__ import annotations
@@ -171,6 +172,10 @@ def big_report() -> str:
 
 
 if __name__ == "__main__":
+    licence = os.environ.get("WIDGETS_LICENCE")
+    if licence and not os.path.exists(licence):
+        print(f"widgets: no licence at {licence}", file=sys.stderr, flush=True)
+        sys.exit(2)
     if len(sys.argv) == 3 and sys.argv[1] == "--http":
         mcp.run(transport="streamable-http", host="127.0.0.1", port=int(sys.argv[2]))
     else:

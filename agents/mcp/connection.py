@@ -211,16 +211,18 @@ class ServerConnection:
             result = await client.call_tool(tool, arguments, read_timeout_seconds=timeout, meta=meta)
         except MCPError as e:
             if e.code == CONNECTION_CLOSED:
-                self._poke(lost=self._closed_reason())
+                if self._client is client:  # not a connection made since
+                    self._poke(lost=self._closed_reason())
                 self._count("lost")
-                raise CallInterrupted(self.name, action, self._lost or e.message) from None
+                raise CallInterrupted(self.name, action, self._closed_reason()) from None
             if e.code == REQUEST_TIMEOUT:
                 self._count("timeout")
                 raise ActionTimeoutError(action, timeout) from None
             self._count("refused")
             raise ActionError(f"MCP server {self.name} refused the call of {tool}: {e.message}") from None
         except (anyio.ClosedResourceError, anyio.BrokenResourceError):
-            self._poke(lost="the connection broke")
+            if self._client is client:
+                self._poke(lost="the connection broke")
             self._count("lost")
             raise CallInterrupted(self.name, action, "the connection broke") from None
         except (ValidationError, RuntimeError) as e:

@@ -33,8 +33,15 @@ from pydantic import (
 )
 
 from agents import templating
+from agents.config_mcp import McpServerConfig, split_action_name
 from agents.config_messages import locate, one_of, problem, suggest
-from agents.config_templates import TemplateField, request_templates, template_problems
+from agents.config_templates import (
+    EntryProblems,
+    TemplateField,
+    environ_of,
+    request_templates,
+    template_problems,
+)
 from agents.errors import ConfigError
 
 BUILTIN_ACTIONS = (
@@ -147,20 +154,6 @@ class HttpRequestSpec(Strict):
     headers: dict[str, str] = Field(default_factory=dict)
 
 
-class _EntryProblems(ValueError):
-    """Problems of one entry (an agent or action): (field, message) pairs."""
-
-    def __init__(self, problems: list[tuple[str, str]]) -> None:
-        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
-        self.problems = problems
-
-
-def _environ(info: ValidationInfo) -> Mapping[str, str]:
-    context = info.context if isinstance(info.context, dict) else {}
-    environ: Mapping[str, str] = context.get("environ", os.environ)
-    return environ
-
-
 class ActionBase(Strict):
     name: Annotated[str, Field(pattern=NAME)]
     description: str
@@ -188,11 +181,11 @@ class ActionBase(Strict):
 
     @model_validator(mode="after")
     def _templates_render(self, info: ValidationInfo) -> ActionBase:
-        environ = _environ(info)
+        environ = environ_of(info)
         problems = [p for t in self.templates() for p in template_problems(t, environ)]
         problems += self._more_problems(environ)
         if problems:
-            raise _EntryProblems(problems)
+            raise EntryProblems(problems)
         return self
 
     def templates(self) -> Iterator[TemplateField]:
@@ -287,6 +280,7 @@ class AgentConfig(Strict):
     there, instead of holding a one-request-at-a-time server for its whole context."""
     handoffs: list[str] = Field(default_factory=list)
     """Agents this one may hand work to: its model gets a `transfer_to_<agent>(brief)` tool each."""
+    mcp_servers: list[str] = Field(default_factory=list)  # MCP servers whose tools it gets (<server>__<tool>)
 
     @model_validator(mode="after")
     def _instructions_render(self, info: ValidationInfo) -> AgentConfig:
@@ -296,8 +290,8 @@ class AgentConfig(Strict):
             from storage.models import Request
 
             fields["request"] = frozenset(Request.model_fields)
-        if problems := template_problems(template, _environ(info), fields):
-            raise _EntryProblems(problems)
+        if problems := template_problems(template, environ_of(info), fields):
+            raise EntryProblems(problems)
         return self
 
     def templates(self) -> Iterator[TemplateField]:
@@ -385,6 +379,7 @@ class Config(Strict):
     models: dict[str, ModelConfig] = Field(default_factory=dict)  # model name -> request settings
     agents: list[AgentConfig] = Field(min_length=1)
     actions: list[ActionConfig] = Field(default_factory=list)
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
 
     @model_validator(mode="after")
     def _consistent(self) -> Config:
@@ -415,22 +410,23 @@ class Config(Strict):
                             f"unknown action {name!r}{suggest(name, names)}",
                         )
                     )
+            reachable = [*agent.actions, *self._mcp_tool_names(agent)]
             for name in agent.customer_actions or []:
-                if name not in agent.actions:
+                if name not in agent.actions and not self.offers_mcp_tool(agent, name):
                     problems.append(
                         (
                             f"agents[{i}] ({agent.name})",
                             "customer_actions",
-                            f"{name!r} is not in its actions{suggest(name, agent.actions)}",
+                            f"{name!r} is not in its actions{suggest(name, reachable)}",
                         )
                     )
             for name in agent.action_autonomy:
-                if name not in agent.actions:
+                if name not in agent.actions and not self.offers_mcp_tool(agent, name):
                     problems.append(
                         (
                             f"agents[{i}] ({agent.name})",
                             "action_autonomy",
-                            f"{name!r} is not in its actions{suggest(name, agent.actions)}",
+                            f"{name!r} is not in its actions{suggest(name, reachable)}",
                         )
                     )
             for name in agent.handoffs:
@@ -449,9 +445,55 @@ class Config(Strict):
                         )
                     )
                 served[channel] = agent.name
+        problems += self._mcp_problems()
         if problems:
             raise _Problems(problems)
         return self
+
+    def _mcp_problems(self) -> list[tuple[str, str, str]]:
+        """MCP servers named once, known to the agents that use them, and owning their names."""
+        problems: list[tuple[str, str, str]] = []
+        servers: set[str] = set()
+        for i, server in enumerate(self.mcp_servers):
+            if server.name in servers:
+                problems.append((f"mcp_servers[{i}] ({server.name})", "name", "duplicate MCP server name"))
+            servers.add(server.name)
+        for i, action in enumerate(self.actions):
+            split = split_action_name(action.name)
+            if split is not None and split[0] in servers:
+                problems.append(
+                    (
+                        f"actions[{i}] ({action.name})",
+                        "name",
+                        f"names {split[0]}__<tool> are the tools of MCP server {split[0]}",
+                    )
+                )
+        for i, agent in enumerate(self.agents):
+            for name in agent.mcp_servers:
+                if name not in servers:
+                    problems.append(
+                        (
+                            f"agents[{i}] ({agent.name})",
+                            "mcp_servers",
+                            f"unknown MCP server {name!r}{suggest(name, servers)}",
+                        )
+                    )
+        return problems
+
+    def mcp_server(self, name: str) -> McpServerConfig | None:
+        return next((s for s in self.mcp_servers if s.name == name), None)
+
+    def offers_mcp_tool(self, agent: AgentConfig, name: str) -> bool:
+        """Whether `name` (`<server>__<tool>`) may be a tool of one of the agent's MCP servers.
+        Only the allow-list can be checked here: what a server lists is known once it runs."""
+        split = split_action_name(name)
+        server = self.mcp_server(split[0]) if split and split[0] in agent.mcp_servers else None
+        return server is not None and split is not None and server.offers(split[1])
+
+    def _mcp_tool_names(self, agent: AgentConfig) -> list[str]:
+        """The MCP tool names the file itself lists for the agent (for suggestions)."""
+        servers = [s for s in self.mcp_servers if s.name in agent.mcp_servers]
+        return [s.action_name(t) for s in servers for t in (s.tools or [*s.undo, *s.settings])]
 
     def agent(self, name: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.name == name), None)
@@ -472,8 +514,10 @@ class Config(Strict):
 
     def environment_names(self) -> frozenset[str]:
         """Every environment variable the configuration reads: `{{ env.NAME }}` in any
-        template, and the names listed in commands' `env`."""
-        templates = [t for part in (*self.agents, *self.actions) for t in part.templates()]
+        template (MCP servers' env, headers and undo included), and the names listed in
+        commands' `env`."""
+        parts = (*self.agents, *self.actions, *self.mcp_servers)
+        templates = [t for part in parts for t in part.templates()]
         names = {n for t in templates for n in templating.inspect(t.template, t.target).env}
         for action in self.actions:
             if isinstance(action, CommandActionConfig):
@@ -529,7 +573,7 @@ def parse_config(
             ctx_error = (err.get("ctx") or {}).get("error")
             if isinstance(ctx_error, _Problems):
                 problems.extend(ctx_error.problems)
-            elif isinstance(ctx_error, _EntryProblems):
+            elif isinstance(ctx_error, EntryProblems):
                 entry, _ = locate(raw, err["loc"])
                 problems.extend((entry, f, m) for f, m in ctx_error.problems)
             else:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Union, get_args, get_origin
 from pydantic import BaseModel
 from pydantic_core import ErrorDetails
 
-SECTIONS = ("agents", "actions")  # arrays of tables whose entries are named by their `name`
+SECTIONS = ("agents", "actions", "mcp_servers")  # arrays of tables whose entries are named by `name`
 TAGS = ("command", "http")  # the action kinds, which pydantic puts into error locations
 
 NAME_RULE = "must start with a letter and have only letters, digits, '_' and '-' (at most 64 characters)"

@@ -8,9 +8,12 @@ a run after a human approved it.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic import ValidationInfo
 
 from agents import templating
 from agents.config_messages import suggest
@@ -24,6 +27,21 @@ class TemplateField:
     template: str
     target: templating.Target
     names: frozenset[str]
+
+
+class EntryProblems(ValueError):
+    """Problems of one entry (an agent, an action, an MCP server): (field, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+        self.problems = problems
+
+
+def environ_of(info: ValidationInfo) -> Mapping[str, str]:
+    """The environment templates are checked against: the validation context's, or the process's."""
+    context = info.context if isinstance(info.context, dict) else {}
+    environ: Mapping[str, str] = context.get("environ", os.environ)
+    return environ
 
 
 def template_problems(

@@ -224,7 +224,7 @@ class Executor:
         """True for an action the agent has but this run was not given: one a customer may
         not reach (`Registry.for_agent`), which must not be reported as nonexistent."""
         agent = self.rt.config.agent(self.agent)
-        return agent is not None and name in agent.actions and self.rt.registry.get(name) is not None
+        return agent is not None and name in self.rt.registry.for_agent(agent)
 
     def autonomy(self, action: Action) -> tuple[str, str]:
         """How freely this agent may run this action, and why: (auto|approve|propose, reason)."""

@@ -68,6 +68,7 @@ class RunLoop:
             return
         self.agent = agent
         customer = await self._is_customer(request)
+        await self.rt.registry.ready(agent)  # its MCP servers' tools, when the process just started
         self.actions: dict[str, Action] = self.rt.registry.for_agent(agent, customer=customer)
         planner = self.rt.planner_for(agent)
         self.executor = Executor(

@@ -8,6 +8,7 @@ from datetime import timedelta
 
 from agents.actions.registry import Registry
 from agents.config import AgentConfig, Config
+from agents.mcp import McpManager
 from agents.model import Planner
 from agents.ports import Chat, Reporter, Roles
 from agents.redaction import Redactor
@@ -40,3 +41,6 @@ class Runtime:
     """Asked when a run starts whose requester could not be verified at intake."""
     redactor: Redactor = field(default_factory=Redactor)
     """Cleans tool output of secrets before it is journaled or shown to the model."""
+    mcp: McpManager | None = None
+    """The MCP servers of the configuration, connected once per process (their tools reach
+    agents through `registry`); None where a process has none (tests of other parts)."""

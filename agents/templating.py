@@ -12,6 +12,7 @@ can refuse a broken template when it is loaded rather than when it first runs.
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -113,6 +114,7 @@ class Uses:
     attributes: dict[str, frozenset[str]] = field(default_factory=dict)
 
 
+@functools.lru_cache(maxsize=4096)  # a file's templates are read again for every check of it
 def inspect(template: str, target: Target) -> Uses:
     """Parse and compile `template` as it will be rendered for `target`, and say what it reads.
 

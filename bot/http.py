@@ -201,4 +201,16 @@ async def health(
             "runs_in_flight": len(services.worker.tasks),
         },
         "paused": paused,
+        "mcp_servers": _mcp_servers(services),
+    }
+
+
+def _mcp_servers(services: Services) -> dict[str, Any]:
+    """Each MCP server's state. A server that is down does not make the process unhealthy:
+    it is outside it (the watchdog alerts), and restarting chatops would not bring it back."""
+    mcp = services.runtime.mcp
+    states = mcp.states() if mcp is not None else []
+    return {
+        s.name: {"status": s.status, "since": s.since.isoformat(), "tools": s.tools, "error": s.error}
+        for s in states
     }

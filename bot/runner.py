@@ -260,6 +260,8 @@ async def _background(services: Services, *, workers: bool, scheduler: bool) -> 
     """Workers and the scheduler until cancelled; then stop the workers gracefully."""
     from bot import scheduler as scheduling
 
+    if services.runtime.mcp is not None:
+        services.runtime.mcp.start()  # in the background: a slow MCP server holds up nothing
     work = asyncio.create_task(services.worker.run_forever()) if workers else None
     jobs = await scheduling.start(services) if scheduler else None
     services.scheduler_running = jobs is not None

@@ -11,6 +11,7 @@ from datetime import timedelta
 
 from agents.actions.registry import Registry
 from agents.config import AgentConfig, Config, load_config
+from agents.mcp import McpManager
 from agents.model import OpenAIPlanner, Planner, make_client
 from agents.offline import OfflinePlanner
 from agents.redaction import Redactor
@@ -48,7 +49,7 @@ class Services:
     closers: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     async def close(self) -> None:
-        """Close what the services hold open: the model client, the database.
+        """Close what the services hold open: MCP servers, the model client, the database.
 
         Outcomes still being shown get a few seconds; the next start's sweep delivers the rest.
         """
@@ -106,10 +107,11 @@ def build_services(
     db = db or Database(settings.database_url)
     presenter = Presenter(db, surface, edit_interval=settings.chatops_edit_interval)
     planner_for, close_model = planner_factory(settings, config)
+    mcp = McpManager(config.mcp_servers)  # connects when started (bot/runner.py) or first needed
     runtime = Runtime(
         db=db,
         config=config,
-        registry=Registry(config),
+        registry=Registry(config, mcp=mcp),
         planner_for=planner_for,
         chat=surface,
         reporter=presenter,
@@ -118,6 +120,7 @@ def build_services(
         model_outage=timedelta(minutes=settings.chatops_model_outage_minutes),
         max_crashes=settings.chatops_max_crashes,
         redactor=redactor,
+        mcp=mcp,
     )
     worker = Worker(
         runtime, concurrency=settings.chatops_workers, poll_interval=settings.chatops_poll_seconds
@@ -127,11 +130,12 @@ def build_services(
     runtime.roles = controls.authority
     intake = Intake(db, config, presenter, on_queued=worker.wake, role_of=controls.role_of)
     watchdog = Watchdog(
-        db, config, surface, slack_health or SlackHealth(), max_crashes=settings.chatops_max_crashes
+        db, config, surface, slack_health or SlackHealth(), max_crashes=settings.chatops_max_crashes, mcp=mcp
     )
     services = Services(
         settings, config, db, surface, presenter, runtime, worker, intake, controls, summaries, watchdog
     )
+    services.closers.append(mcp.stop)  # after the workers: no run is left to call a tool
     if close_model is not None:
         services.closers.append(close_model)
     close_surface = getattr(surface, "close", None)

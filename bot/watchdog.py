@@ -1,7 +1,7 @@
 """The watchdog: notices what nobody is there to notice, and says so once.
 
 Conditions: stuck runs, an agent's failure rate or undo rate over a window,
-repeated model failures, repeated Slack failures. Each raises one alert in the
+repeated model failures, repeated Slack failures, an MCP server that is down. Each raises one alert in the
 alert channel until it clears (then a note says so). A crossed failure or undo
 rate pauses the agent (the circuit breaker); the alert says why and how to resume.
 """
@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from agents.config import Config
+from agents.mcp import McpManager
 from bot.surface import Surface
 from storage import alerts, audit, controls
 from storage.clock import now
@@ -54,8 +55,10 @@ class Watchdog:
         slack_health: SlackHealth,
         *,
         max_crashes: int = 3,
+        mcp: McpManager | None = None,
     ) -> None:
         self.max_crashes = max_crashes
+        self.mcp = mcp
         self.db = db
         self.config = config
         self.surface = surface
@@ -178,7 +181,22 @@ class Watchdog:
                     "(rate limits or outages); undelivered outcomes are retried.",
                 )
             )
+        found += self._mcp_conditions()
         return found
+
+    def _mcp_conditions(self) -> list[Condition]:
+        """MCP servers of this process that are down: their tools fail until they are back."""
+        if self.mcp is None:
+            return []
+        return [
+            Condition(
+                f"mcp_down:{state.name}",
+                f":electric_plug: MCP server *{state.name}* {state.describe()}. Its tools fail until it is "
+                "back; chatops keeps restarting it (with backoff).",
+            )
+            for state in self.mcp.states()
+            if state.down
+        ]
 
     async def _raise(self, c: Condition) -> None:
         message = c.message
@@ -246,4 +264,5 @@ CLEARED = {
     "undo_rate": "the undo rate is back under its threshold",
     "model_failures": "the model answers again",
     "slack_failures": "Slack calls succeed again",
+    "mcp_down": "the MCP server is connected again",
 }

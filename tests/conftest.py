@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 from fakes import FakeModel, FakeSlack, SlackSender, wait_until
+from mcp_servers import WidgetFiles
 from sqlmodel import col, select
 
 from bot.runner import Server
@@ -56,6 +57,16 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
         yield database
     finally:
         await database.dispose()
+
+
+@pytest.fixture
+def widget_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> WidgetFiles:
+    """The files of the widgets MCP server (tests/mcp_servers), named in the environment that
+    `{{ env.WIDGETS_... }}` in a configuration reads."""
+    files = WidgetFiles(tmp_path)
+    for name, value in files.environ().items():
+        monkeypatch.setenv(name, value)
+    return files
 
 
 @pytest.fixture

@@ -20,6 +20,7 @@ from agents.config import (
     load_config,
     parse_config,
 )
+from agents.config_mcp import McpServerConfig, McpToolSettings, McpUndo
 from agents.errors import ConfigError
 
 # The example from the outside contract (CONTRACT.md, "The configuration file"), verbatim.
@@ -784,11 +785,12 @@ COMPLETE: dict[str, Any] = {
             "max_steps": 12,
             "on_failure": "rollback",
             "autonomy": "auto",
-            "action_autonomy": {"restart": "approve"},
-            "customer_actions": ["restart"],
+            "action_autonomy": {"restart": "approve", "widgets__delete_widget": "propose"},
+            "customer_actions": ["restart", "widgets__list_widgets"],
             "history_tokens": 3000,
             "max_output_tokens": 1024,
             "handoffs": ["deployer"],
+            "mcp_servers": ["widgets", "shop"],
         },
         {"name": "deployer", "actions": ["restart"]},
     ],
@@ -838,6 +840,47 @@ COMPLETE: dict[str, Any] = {
             },
         },
     ],
+    "mcp_servers": [
+        {
+            "name": "widgets",
+            "command": ["python", "widgets.py"],
+            "cwd": "/tmp",
+            "env": {"KUBECONFIG": "{{ env.KUBECONFIG }}"},
+            "tools": ["create_widget", "delete_widget", "list_widgets"],
+            "undo": {
+                "create_widget": {"tool": "delete_widget", "args": {"name": "{{ args.name }}"}},
+                "delete_widget": "echo {{ args.name }}",
+            },
+            "settings": {
+                "delete_widget": {
+                    "description": "d",
+                    "risk": "high",
+                    "reversible": True,
+                    "read_only": False,
+                    "idempotent": True,
+                    "customers": False,
+                    "resource": "widget:{{ args.name }}",
+                    "timeout": 30,
+                    "autonomy": "approve",
+                }
+            },
+            "timeout": 60,
+            "connect_timeout": 30,
+        },
+        {
+            "name": "shop",
+            "url": "https://shop.example/mcp",
+            "headers": {"Authorization": "Bearer {{ env.SHOP_TOKEN }}"},
+            "undo": {
+                "refund": {
+                    "method": "POST",
+                    "url": "https://shop.example/refunds/{{ result.id }}/cancel",
+                    "headers": {"X": "{{ args.order }}"},
+                    "body": {"why": "undo"},
+                }
+            },
+        },
+    ],
 }
 WRONG = ["text", 3, -1, 1.5, float("nan"), True, [1], ["a"], {"k": 1}, {}, time(9, 0), datetime(2024, 1, 1)]
 LIBRARY_WORDS = (
@@ -883,6 +926,12 @@ def test_the_complete_example_loads_and_names_every_field() -> None:
     assert set(COMPLETE["actions"][0]["params"]["s"]) == set(ParamSpec.model_fields)
     assert set(COMPLETE["actions"][1]["undo"]) == set(HttpRequestSpec.model_fields)
     assert isinstance(command, CommandActionConfig) and isinstance(http, HttpActionConfig)
+    stdio, remote = COMPLETE["mcp_servers"]
+    assert set(stdio) | set(remote) == set(McpServerConfig.model_fields)
+    assert set(stdio["settings"]["delete_widget"]) == set(McpToolSettings.model_fields)
+    assert set(stdio["undo"]["create_widget"]) | set(remote["undo"]["refund"]) == set(
+        McpUndo.model_fields
+    ) - {"command"}
 
 
 @pytest.mark.parametrize("path", _leaves(COMPLETE), ids=lambda p: ".".join(map(str, p)))

@@ -11,7 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from agents import gate, metrics
+from agents import gate, metrics, tracing
 from agents.actions.base import Action, ActionContext, ActionResult, Requester
 from agents.config import AUTONOMY_ORDER
 from agents.errors import ActionError
@@ -149,28 +149,46 @@ class Executor:
         status, reply = StepStatus.failed, ""
         fields: dict[str, Any] = {}
         started = time.monotonic()
-        try:
-            result = await self._run(action, ctx, args)
-        except gate.Interrupted:
-            raise  # the run waits (a handoff's outcome): the step stays an intent until then
-        except ActionError as e:
-            fields = {"error": clean.clean(str(e))}
-            reply = f"error: {fields['error']}"
-        except Exception as e:  # broad on purpose: a bug in one action must not kill the run
-            log.exception("action %s failed unexpectedly (run #%s)", action.name, self.run_id)
-            fields = {"error": f"internal error in {action.name}: {type(e).__name__}"}
-            reply = f"error: internal error in {action.name}"
-        else:
-            # What the model reads and people see is cleaned of secrets here, before the journal
-            # keeps it; the undo data stays as it is (only the compensation reads it).
-            status = StepStatus.succeeded
-            fields = {
-                "output": clean.clean(result.output),
-                "undo": result.undo,
-                "data": clean.clean_data({"summary": result.summary, **result.data}),
-                "reversible": action.reversible and (result.undo is not None or action.read_only),
-            }
-            reply = fields["output"]
+        traced = tracing.span(
+            f"execute_tool {action.name}",
+            gen_ai__operation__name="execute_tool",
+            gen_ai__tool__name=action.name,
+            gen_ai__tool__call__id=step.call_key,
+            chatops__step__seq=step.seq,
+            chatops__action__risk=action.risk,
+            chatops__action__reversible=action.reversible,
+        )
+        with traced as span:
+            try:
+                result = await self._run(action, ctx, args)
+            except gate.AwaitingHandoff as waiting:
+                span.waiting(chatops__handoff__run_id=waiting.child_id)
+                raise  # the run waits for the other agent: the step stays an intent until then
+            except gate.Interrupted:
+                span.waiting()
+                raise  # the run waits: the step stays an intent until then
+            except ActionError as e:
+                fields = {"error": clean.clean(str(e))}
+                reply = f"error: {fields['error']}"
+                span.failed(fields["error"], kind=type(e).__name__)
+            except Exception as e:  # broad on purpose: a bug in one action must not kill the run
+                log.exception("action %s failed unexpectedly (run #%s)", action.name, self.run_id)
+                fields = {"error": f"internal error in {action.name}: {type(e).__name__}"}
+                reply = f"error: internal error in {action.name}"
+                span.failed(fields["error"], kind=type(e).__name__)
+            else:
+                # What the model reads and people see is cleaned of secrets here, before the
+                # journal keeps it; the undo data stays as it is (only the compensation reads it).
+                status = StepStatus.succeeded
+                fields = {
+                    "output": clean.clean(result.output),
+                    "undo": result.undo,
+                    "data": clean.clean_data({"summary": result.summary, **result.data}),
+                    "reversible": action.reversible and (result.undo is not None or action.read_only),
+                }
+                reply = fields["output"]
+                handed_to = result.data.get("child_run_id")
+                span.set(chatops__outcome="succeeded", chatops__handoff__run_id=handed_to)
         metrics.STEP_SECONDS.labels("action").observe(time.monotonic() - started)
         if status is StepStatus.failed:
             fields["output"] = reply

@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from agents import conversation, gate, logcontext, metrics
+from agents import conversation, gate, logcontext, metrics, tracing
 from agents.actions.base import Action, Requester
 from agents.actions.handoff import HANDOFF_APPROVAL
 from agents.conversation import EarlierRun, TurnContext
@@ -52,6 +52,10 @@ class RunLoop:
             steps = await journal.steps_of(session=session, run_id=self.run_id)
         if run is None or request is None or run.worker_id != self.rt.worker_id:
             return
+        with tracing.attempt(run, worker=self.rt.worker_id):
+            await self._execute(run, request, steps)
+
+    async def _execute(self, run: Run, request: Request, steps: list[Step]) -> None:
         self.run, self.request = run, request
         if run.crashes >= self.rt.max_crashes and not run.undone_by:
             await self._poisoned(run)
@@ -186,7 +190,28 @@ class RunLoop:
             await self.rt.reporter.run_progressed(self.run_id)  # the thread sees they were read
         started = time.monotonic()
         try:
-            turn = await planner.next_turn(messages, tools, context=self.context)
+            with tracing.span(
+                f"chat {planner.label}",
+                client=True,
+                gen_ai__operation__name="chat",
+                gen_ai__system="chatops.offline" if planner.offline else "openai",
+                gen_ai__request__model=planner.label,
+                gen_ai__request__max_tokens=self.agent.max_output_tokens,
+                chatops__step__seq=step.seq,
+            ) as span:
+                try:
+                    turn = await planner.next_turn(messages, tools, context=self.context)
+                except ModelError as e:
+                    span.failed(str(e), kind="model_unavailable" if e.transient else "model_refused")
+                    raise
+                finish = turn.finish_reason or ("tool_calls" if turn.tool_calls else "stop")
+                span.set(
+                    gen_ai__response__model=planner.label,
+                    gen_ai__usage__input_tokens=turn.prompt_tokens,
+                    gen_ai__usage__output_tokens=turn.completion_tokens,
+                    gen_ai__response__finish_reasons=[finish],
+                    chatops__tool_calls=len(turn.tool_calls),
+                )
         except ModelError as e:
             metrics.MODEL_SECONDS.labels(planner.label).observe(time.monotonic() - started)
             async with self.rt.db.write() as session:
@@ -436,6 +461,7 @@ class RunLoop:
             )
         if not ended:
             return False
+        await self._traced_end([self.run_id])
         metrics.RUNS_FINISHED.labels(self.run.agent, status).inc()
         if status == RunStatus.rolled_back:
             metrics.ROLLBACKS.labels(self.run.agent).inc()
@@ -483,11 +509,29 @@ class RunLoop:
                 },
                 except_run=self.run_id,
             )
+        # A root span is exported once, when its run first ends: a run undone after it ended
+        # keeps its trace, where the undo is one more attempt (agents.tracing).
+        unended = {m.id for m in members if m.finished_at is None}
+        await self._traced_end([i for i in [self.run_id, *others] if i in unended])
         for member in members:
             metrics.RUNS_FINISHED.labels(member.agent, RunStatus.rolled_back).inc()
         metrics.UNDOS.labels(self.run.agent).inc()
         for run_id in [self.run_id, *others]:
             await self.rt.reporter.run_finished(run_id)
+
+    async def _traced_end(self, run_ids: list[int]) -> None:
+        """The ended runs' root spans (agents.tracing), when tracing is on."""
+        if not tracing.enabled():
+            return
+        async with self.rt.db.read() as session:
+            for run_id in run_ids:
+                ended = await runs.get_run(session=session, run_id=run_id)
+                if ended is None:
+                    continue
+                parent = None
+                if ended.parent_id is not None:
+                    parent = await runs.get_run(session=session, run_id=ended.parent_id)
+                tracing.run_ended(ended, parent=parent)
 
     async def _acted(self, members: list[Run]) -> bool:
         async with self.rt.db.read() as session:

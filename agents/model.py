@@ -47,6 +47,8 @@ class Turn:
     understood: bool = True
     """False when the planner says it could not make out the request (the offline planner's
     help text): a run that ends there did nothing."""
+    finish_reason: str | None = None
+    """Why the model stopped ("stop", "tool_calls", "length"...), when the server says."""
 
     def message(self) -> dict[str, Any]:
         """The assistant message as the Chat Completions API takes it back."""
@@ -166,6 +168,7 @@ class OpenAIPlanner:
             tool_calls=calls,
             prompt_tokens=(usage.prompt_tokens or 0) if usage else 0,
             completion_tokens=(usage.completion_tokens or 0) if usage else 0,
+            finish_reason=finish or None,
         )
         return turn, finish
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+from agents import tracing
 from agents.actions.base import ActionContext, Requester
 from agents.errors import ActionError, LeftInPlace
 from agents.runtime import Runtime
@@ -110,17 +111,28 @@ async def _compensate(rt: Runtime, step: Step, *, by: int, owner: Run, requester
         chat=rt.chat,
         idempotency_key=f"{step.idempotency_key}-undo",
     )
-    try:
-        text = await action.compensate(ctx, step.undo)
-    except LeftInPlace as e:
-        ok, text = False, f"{_summary(step)}: {e}"
-    except ActionError as e:
-        ok, text = False, f"{_summary(step)}: the undo failed: {e}"
-    except Exception as e:  # broad on purpose: one failed compensation must not stop the others
-        log.exception("compensation of step %s (%s) failed", step.seq, step.name)
-        ok, text = False, f"{_summary(step)}: the undo failed (internal error: {type(e).__name__})"
-    else:
-        ok = True
+    with tracing.span(
+        f"compensate {step.name}",
+        chatops__compensates__run_id=step.run_id,
+        chatops__compensates__step_seq=step.seq,
+        gen_ai__tool__name=step.name,
+        chatops__step__seq=comp.seq,
+    ) as span:
+        try:
+            text = await action.compensate(ctx, step.undo)
+        except LeftInPlace as e:
+            ok, text = False, f"{_summary(step)}: {e}"
+            span.set(chatops__outcome="left_in_place")
+        except ActionError as e:
+            ok, text = False, f"{_summary(step)}: the undo failed: {e}"
+            span.failed(text, kind=type(e).__name__)
+        except Exception as e:  # broad on purpose: one failed compensation must not stop the others
+            log.exception("compensation of step %s (%s) failed", step.seq, step.name)
+            ok, text = False, f"{_summary(step)}: the undo failed (internal error: {type(e).__name__})"
+            span.failed(text, kind=type(e).__name__)
+        else:
+            ok = True
+            span.set(chatops__outcome="undone")
     text = rt.redactor.clean(text)
     async with rt.db.write() as session:
         await journal.finish_step(

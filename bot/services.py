@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+from agents import tracing
 from agents.actions.registry import Registry
 from agents.config import AgentConfig, Config, load_config
 from agents.mcp import McpManager
@@ -58,6 +59,11 @@ class Services:
         for closer in self.closers:
             await closer()
         await self.db.dispose()
+
+
+async def _stop_tracing() -> None:
+    """Export the spans still buffered (a blocking HTTP post: off the event loop) and stop."""
+    await asyncio.to_thread(tracing.shutdown)
 
 
 def planner_factory(
@@ -136,6 +142,9 @@ def build_services(
         settings, config, db, surface, presenter, runtime, worker, intake, controls, summaries, watchdog
     )
     services.closers.append(mcp.stop)  # after the workers: no run is left to call a tool
+    if tracing.wanted() and not tracing.enabled():  # the process's first services: traces on
+        tracing.configure(redactor=redactor)
+        services.closers.append(_stop_tracing)
     if close_model is not None:
         services.closers.append(close_model)
     close_surface = getattr(surface, "close", None)

@@ -22,6 +22,7 @@ from fakes import FakeModel, FakeSlack, SlackSender, wait_until
 from mcp_servers import WidgetFiles
 from sqlmodel import col, select
 
+from agents import tracing
 from bot.runner import Server
 from bot.services import Services
 from bot.settings import Settings
@@ -32,7 +33,7 @@ from storage.runs import PENDING
 
 SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test"
-CLEARED_PREFIXES = ("SLACK_", "OPENAI_", "CHATOPS_")
+CLEARED_PREFIXES = ("SLACK_", "OPENAI_", "CHATOPS_", "OTEL_")
 CLEARED_NAMES = ("DATABASE_URL", "PORT")
 
 
@@ -45,6 +46,7 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     monkeypatch.chdir(tmp_path)  # no chatops.toml or .env from the working directory
     yield
     set_clock(None)
+    tracing.shutdown()  # a test that turned traces on leaves them off for the next
 
 
 @pytest.fixture

@@ -117,6 +117,7 @@ async def _compensate(rt: Runtime, step: Step, *, by: int, owner: Run, requester
         chatops__compensates__step_seq=step.seq,
         gen_ai__tool__name=step.name,
         chatops__step__seq=comp.seq,
+        chatops__action__risk=action.risk,
     ) as span:
         try:
             text = await action.compensate(ctx, step.undo)

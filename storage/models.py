@@ -261,9 +261,11 @@ class TicketComment(SQLModel, table=True):
 
 
 class Control(SQLModel, table=True):
-    """A pause flag: `scope` is an agent name, or "*" for every agent."""
+    """A pause flag: `scope` is an agent name, or "*" for every agent; `team_id` the workspace
+    it pauses them in ("" for every workspace: the one of a single-workspace install)."""
 
     __tablename__ = "controls"
+    team_id: str = Field(default="", primary_key=True, max_length=32)
     scope: str = Field(primary_key=True, max_length=64)
     paused: bool = False
     by_user: str | None = Field(default=None, max_length=64)
@@ -336,6 +338,7 @@ class AuditEvent(SQLModel, table=True):
     __table_args__ = (NEVER_REUSED,)
     id: int | None = id_field()
     at: datetime = Field(default_factory=now, index=True)
+    team_id: str = Field(default="", max_length=32)  # the workspace it happened in; "" for every one
     actor: str = Field(max_length=64)  # a Slack user id, or "system"
     action: str = Field(max_length=32)  # pause, resume, undo, approve, deny, refused, ...
     target: str = Field(default="", max_length=128)  # "agent:ops", "run:42", "approval:7"
@@ -347,10 +350,11 @@ class SummaryPost(SQLModel, table=True):
 
     __tablename__ = "summary_posts"
     __table_args__ = (
-        UniqueConstraint("day", "channel_id", "attempt", name="uq_summary_day_channel"),
+        UniqueConstraint("team_id", "day", "channel_id", "attempt", name="uq_summary_day_channel"),
         NEVER_REUSED,
     )
     id: int | None = id_field()
+    team_id: str = Field(default="", max_length=32)  # whose runs it counts; "" for every workspace's
     day: str = Field(max_length=10)  # YYYY-MM-DD in the summary's time zone
     channel_id: str = Field(max_length=32)
     attempt: int = 0  # 0 for the scheduled post; --force adds another
@@ -363,9 +367,10 @@ class Alert(SQLModel, table=True):
 
     __tablename__ = "alerts"
     __table_args__ = (
-        # One active alert per condition.
+        # One active alert per condition (in each workspace).
         Index(
             "uq_alert_active",
+            "team_id",
             "key",
             unique=True,
             sqlite_where=text("active"),
@@ -374,6 +379,7 @@ class Alert(SQLModel, table=True):
         NEVER_REUSED,
     )
     id: int | None = id_field()
+    team_id: str = Field(default="", max_length=32)  # the workspace whose runs it is about; "" for all
     key: str = Field(max_length=255)  # "stuck:run:42", "failure_rate:ops", ...
     active: bool = Field(default=True, index=True)
     message: str = Field(sa_column=Column(Text, nullable=False))
@@ -403,3 +409,7 @@ class Meta(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=255)
+
+
+# slack-sdk's tables of the app's installations in many workspaces are part of the schema.
+from storage import installations as _installations  # noqa: E402, F401

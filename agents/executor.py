@@ -54,7 +54,7 @@ class Executor:
             agent=self.agent,
             requester=self.requester,
             db=self.rt.db,
-            chat=self.rt.chat,
+            chat=self.rt.chat_for(self.requester.team_id),
             idempotency_key=idempotency_key,
             author_note=self.author_note,
         )
@@ -96,6 +96,7 @@ class Executor:
                 agent=self.agent,
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
+                team_id=self.requester.team_id,
             )
             # A reply in the thread came in after the model decided this call: the call waits for
             # the model to read it (at the run's next model turn) and decide again.
@@ -275,6 +276,7 @@ class Executor:
                     agent=self.agent,
                     worker_id=self.rt.worker_id,
                     lease=self.rt.lease,
+                    team_id=self.requester.team_id,
                 )
             if approval is None and stop is None:
                 hours = self.rt.config.control.approval_timeout_hours

@@ -68,7 +68,7 @@ class Denied(Interrupted):
 
 
 async def stop(
-    *, session: AsyncSession, run_id: int, agent: str, worker_id: str, lease: timedelta
+    *, session: AsyncSession, run_id: int, agent: str, worker_id: str, lease: timedelta, team_id: str = ""
 ) -> Interrupted | None:
     """Why the run may not take its next step, or None.
 
@@ -78,12 +78,13 @@ async def stop(
     recorded before that transaction stops the step. A paused run starts waiting in
     this same transaction: a resume committed just after it always finds the run
     waiting, so nothing can leave it stuck. (An undo keeps the lease: this worker
-    reverses the run next.)
+    reverses the run next.) `team_id`: the run's workspace, whose pauses stop it (and those
+    of every workspace).
     """
     undone_by = await runs.renew_lease(session=session, run_id=run_id, worker_id=worker_id, lease=lease)
     if undone_by:
         return UndoRequested(undone_by)
-    pause = await controls.paused_scope(session=session, agent=agent)
+    pause = await controls.paused_scope(session=session, agent=agent, team_id=team_id)
     if pause is not None:
         paused = Paused(pause.scope)
         await wait(

@@ -172,6 +172,7 @@ class RunLoop:
                 agent=self.agent.name,
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
+                team_id=self.requester.team_id,
             )
             if stop is None:  # the lease was renewed by gate.stop, in this transaction
                 read = await steering.read(session=session, run_id=self.run_id)
@@ -318,6 +319,7 @@ class RunLoop:
                         agent=self.agent.name,
                         worker_id=self.rt.worker_id,
                         lease=self.rt.lease,
+                        team_id=self.requester.team_id,
                     )
                 if stop is not None:
                     raise stop

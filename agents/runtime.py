@@ -44,3 +44,10 @@ class Runtime:
     mcp: McpManager | None = None
     """The MCP servers of the configuration, connected once per process (their tools reach
     agents through `registry`); None where a process has none (tests of other parts)."""
+    chats: Callable[[str], Chat] | None = None
+    """Each workspace's chat, by team id (the app installed in many workspaces); None: `chat`
+    for every workspace."""
+
+    def chat_for(self, team_id: str) -> Chat:
+        """How Slack actions of a run in workspace `team_id` post and delete messages."""
+        return self.chats(team_id) if self.chats is not None else self.chat

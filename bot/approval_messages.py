@@ -5,16 +5,18 @@ from __future__ import annotations
 import json
 
 from bot.render import Message, render
-from bot.surface import Surface
+from bot.surface import OneSurface, Surface, Surfaces
 from storage import approvals, runs
 from storage.engine import Database
 from storage.models import Approval, ApprovalStatus, Run
 
 
 class ApprovalMessages:
-    def __init__(self, db: Database, surface: Surface) -> None:
+    def __init__(self, db: Database, surface: Surface, *, surfaces: Surfaces | None = None) -> None:
         self.db = db
         self.surface = surface
+        self.surfaces = surfaces or OneSurface(surface)
+        """An approval is asked for in the workspace of its run."""
 
     async def post(self, approval_id: int) -> None:
         async with self.db.write() as session:
@@ -29,7 +31,7 @@ class ApprovalMessages:
         # The approval's channel is where its buttons count (bot.controls.decide checks it).
         thread_ts = run.thread_ts if approval.channel_id == run.channel_id else None
         try:
-            ts = await self.surface.post(
+            ts = await self.surfaces.for_team(run.team_id).post(
                 channel=approval.channel_id, text=message.text, blocks=message.blocks, thread_ts=thread_ts
             )
         except BaseException:
@@ -51,7 +53,7 @@ class ApprovalMessages:
         if approval is None or run is None or not is_ts(approval.message_ts):
             return
         message = self.message(approval, run)
-        await self.surface.update(
+        await self.surfaces.for_team(run.team_id).update(
             channel=approval.channel_id,
             ts=approval.message_ts or "",
             text=message.text,

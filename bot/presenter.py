@@ -21,7 +21,7 @@ from typing import TypeVar
 from bot.approval_messages import ApprovalMessages, is_ts
 from bot.render import Message, escape, render
 from bot.run_view import FINAL_REACTION, OFFLINE, RunView, final_reaction, run_link
-from bot.surface import Surface
+from bot.surface import OneSurface, Surface, Surfaces
 from storage import approvals, controls, journal, requests, runs, steering
 from storage.engine import Database
 from storage.models import Request, Run, RunStatus, WaitKind
@@ -48,9 +48,13 @@ def _opener(view: RunView) -> str:
 
 
 class Presenter:
-    def __init__(self, db: Database, surface: Surface, *, edit_interval: float = 1.0) -> None:
+    def __init__(
+        self, db: Database, surface: Surface, *, edit_interval: float = 1.0, surfaces: Surfaces | None = None
+    ) -> None:
         self.db = db
         self.surface = surface
+        self.surfaces = surfaces or OneSurface(surface)
+        """Each run is shown through the surface of its own workspace (`for_team(run.team_id)`)."""
         self.edit_interval = edit_interval
         self._last_edit: dict[int, float] = {}
         self._last_text: dict[int, str] = {}
@@ -58,7 +62,7 @@ class Presenter:
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Task[None]] = set()
         self._announcing = asyncio.Semaphore(ANNOUNCING)
-        self.approvals = ApprovalMessages(db, surface)
+        self.approvals = ApprovalMessages(db, surface, surfaces=self.surfaces)
         self._stale: set[int] = set()  # runs whose last status edit Slack refused
 
     # Reporter -----------------------------------------------------------------
@@ -100,13 +104,13 @@ class Presenter:
         """Post the run's first message soon, without holding up the caller (the ack)."""
         self._spawn(self._announce(run_id))
 
-    def steered(self, run_id: int, *, channel: str, ts: str) -> None:
+    def steered(self, run_id: int, *, channel: str, ts: str, team_id: str = "") -> None:
         """A reply steers the run: 👀 on it, and the status message says it was received."""
-        self._spawn(self._steered(run_id, channel, ts))
+        self._spawn(self._steered(run_id, channel, ts, team_id))
 
-    async def _steered(self, run_id: int, channel: str, ts: str) -> None:
+    async def _steered(self, run_id: int, channel: str, ts: str, team_id: str) -> None:
         try:
-            await self.surface.react(channel=channel, ts=ts, name="eyes")
+            await self.surfaces.for_team(team_id).react(channel=channel, ts=ts, name="eyes")
         except Exception as e:  # broad on purpose: a reaction is decoration
             log.warning("reaction on a reply steering run #%s failed: %s", run_id, e)
         await self.run_progressed(run_id)
@@ -161,7 +165,7 @@ class Presenter:
             steered = await steering.of_run(session=session, run_id=run_id)
             pause, behind = None, None
             if run.status == RunStatus.queued:
-                pause = await controls.paused_scope(session=session, agent=run.agent)
+                pause = await controls.paused_scope(session=session, agent=run.agent, team_id=run.team_id)
                 behind = await runs.run_ahead(session=session, run=run)
             child = parent = None
             if run.wait_kind == WaitKind.handoff and (run.wait_on or "").isdigit():
@@ -222,7 +226,7 @@ class Presenter:
                 if self._last_text.get(run_id) == message.text:
                     return view
                 try:
-                    await self.surface.update(
+                    await self.surfaces.for_team(run.team_id).update(
                         channel=run.channel_id,
                         ts=run.status_ts,
                         text=message.text,
@@ -241,6 +245,7 @@ class Presenter:
         """Post the status message (claimed, so only one process posts it); False if another did."""
         run, request = view.run, view.request
         assert run.id is not None
+        surface = self.surfaces.for_team(run.team_id)
         async with self.db.write() as session:
             if not await runs.claim_message(session=session, run_id=run.id, field="status_ts"):
                 return False
@@ -249,14 +254,14 @@ class Presenter:
             if request.kind in ("command", "handoff") and not is_ts(thread_ts):
                 # A slash command, or work handed over from another thread: no message to thread
                 # under, so a thread of its own.
-                thread_ts = await self.surface.post(channel=run.channel_id, text=_opener(view))
+                thread_ts = await surface.post(channel=run.channel_id, text=_opener(view))
                 async with self.db.write() as session:
                     await runs.set_thread(session=session, run_id=run.id, thread_ts=thread_ts)
                 run.thread_ts = thread_ts
             else:
                 await self._react(run, request, "eyes")
             message = self._status_message(view)
-            ts = await self.surface.post(
+            ts = await surface.post(
                 channel=run.channel_id, text=message.text, blocks=message.blocks, thread_ts=thread_ts
             )
         except BaseException:
@@ -284,7 +289,7 @@ class Presenter:
                 return
         message = self._undo_message(view) if view.run.undone_by else self._outcome_message(view)
         try:
-            ts = await self.surface.post(
+            ts = await self.surfaces.for_team(view.run.team_id).post(
                 channel=view.run.channel_id,
                 text=message.text,
                 blocks=message.blocks,
@@ -366,7 +371,9 @@ class Presenter:
         if request.kind == "command":
             return
         try:
-            await self.surface.react(channel=request.channel_id, ts=request.ts, name=name)
+            await self.surfaces.for_team(run.team_id).react(
+                channel=request.channel_id, ts=request.ts, name=name
+            )
         except Exception as e:  # broad on purpose: a reaction is decoration
             log.warning("reaction %s on run #%s failed: %s", name, run.id, e)
 

@@ -360,8 +360,8 @@ class ModelConfig(Strict):
     """Sent with every request (low: choosing tools wants little randomness); false sends none."""
 
 
-TEAM_ID = re.compile(r"T[A-Z0-9]{2,31}")
-CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{2,31}")
+TEAM_ID = re.compile(r"T[A-Z0-9]{1,31}")
+CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{1,31}")
 
 
 def _team_id(value: str | None) -> str | None:

@@ -392,6 +392,7 @@ class FakeSlack(LoopbackServer):
                 p.get("thread_ts") or None,
                 user=p["user"],
                 posted_text=text,
+                token=self._token,
             )
         )
         return {"ok": True, "message_ts": ts}

@@ -55,6 +55,7 @@ class Executor:
             requester=self.requester,
             db=self.rt.db,
             chat=self.rt.chat_for(self.requester.team_id),
+            workspace=self.rt.workspace_of(self.requester.team_id),
             idempotency_key=idempotency_key,
             author_note=self.author_note,
         )

@@ -123,6 +123,7 @@ def build_services(
         planner_for=planner_for,
         chat=surface,
         chats=surfaces.for_team,
+        owner=surfaces.owner,
         reporter=presenter,
         worker_id=new_worker_id(),
         lease=timedelta(seconds=settings.chatops_lease_seconds),

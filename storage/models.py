@@ -244,6 +244,7 @@ class Ticket(TicketBase, table=True):
     __tablename__ = "tickets"
     __table_args__ = (NEVER_REUSED,)
     id: int | None = id_field()
+    team_id: str = Field(default="", max_length=32)  # the workspace whose tracker it is in; "" for all
     run_id: int | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)

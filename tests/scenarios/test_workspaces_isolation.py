@@ -234,3 +234,16 @@ async def test_an_alert_about_a_workspaces_runs_goes_to_its_own_channel_only(
     paused = await run_for(desk, await ask(desk, "append_line line=held", channel=CHANNEL), finished=False)
     await run_in(desk, paused.id, RunStatus.queued, RunStatus.waiting)
     assert lines(notes) == ["fine", "still"]
+
+
+async def test_each_workspace_has_its_own_ticket_tracker(start_desk, fake_slack, tmp_path):
+    desk = await two_workspaces(start_desk, fake_slack, tmp_path / "notes.txt")
+    made = await run_for(desk, await ask(desk, "create a ticket for the vpn outage", channel=CHANNEL))
+    assert made.status == RunStatus.succeeded
+    [ticket] = await desk.tickets()
+    assert ticket.team_id == "T1"
+
+    found = await run_for(desk, await ask_t2(desk, "ticket_find query=vpn"))
+    assert "no tickets match" in (found.outcome or ""), found.outcome
+    seen = await run_for(desk, await ask(desk, "ticket_find query=vpn", channel=CHANNEL))
+    assert f"#{ticket.id} [open, normal] the vpn outage" in (seen.outcome or ""), seen.outcome

@@ -1,5 +1,5 @@
 """Many workspaces: slack-sdk's installation and OAuth state tables, and the workspace
-(`team_id`) of the rows that had none: pauses, alerts, summary posts, audit events.
+(`team_id`) of the rows that had none: pauses, alerts, summary posts, audit events, tickets.
 
 The slack_* tables are spelled out as slack-sdk 3.x builds them (storage.installations
 declares them with slack-sdk's own builders; the migration tests compare the two). Every
@@ -33,10 +33,9 @@ AUTOINCREMENT = {"sqlite_autoincrement": True}  # models.NEVER_REUSED, kept when
 def upgrade() -> None:
     _create_slack_tables()
     sqlite = op.get_bind().dialect.name == "sqlite"
-    with op.batch_alter_table("audit_events", table_kwargs=AUTOINCREMENT) as batch:
-        batch.add_column(_team())
-    with op.batch_alter_table("alerts", table_kwargs=AUTOINCREMENT) as batch:
-        batch.add_column(_team())
+    for table in ("audit_events", "tickets", "alerts"):
+        with op.batch_alter_table(table, table_kwargs=AUTOINCREMENT) as batch:
+            batch.add_column(_team())
     op.drop_index("uq_alert_active", table_name="alerts")
     _alert_index(["team_id", "key"])
     with op.batch_alter_table("summary_posts", table_kwargs=AUTOINCREMENT) as batch:
@@ -96,8 +95,9 @@ def downgrade() -> None:
     with op.batch_alter_table("alerts", table_kwargs=AUTOINCREMENT) as batch:
         batch.drop_column("team_id")
     _alert_index(["key"])
-    with op.batch_alter_table("audit_events", table_kwargs=AUTOINCREMENT) as batch:
-        batch.drop_column("team_id")
+    for table in ("audit_events", "tickets"):
+        with op.batch_alter_table(table, table_kwargs=AUTOINCREMENT) as batch:
+            batch.drop_column("team_id")
     for name in ("slack_oauth_states", "slack_bots", "slack_installations"):
         op.drop_table(name)
 

@@ -79,6 +79,10 @@ class Controls:
         if command.verb == "summary":
             day = date.fromisoformat(command.target) if command.target else self.summaries.today()
             result = await self.summaries.post(day, force=True, channel=where.channel_id, team_id=team)
+            if team and not self.summaries.channel(team):
+                result += (
+                    f' (this workspace gets no daily summary: [teams."{team}"] summary_channel is not set)'
+                )
             async with self.db.write() as session:
                 await audit.record(
                     session=session, team_id=team, actor=user_id, action="summary", target=where.channel_id

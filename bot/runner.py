@@ -83,6 +83,11 @@ def _many_workspaces(
     """Every workspace that installed the app through OAuth (bot.oauth), each with its own
     bot token (bot.workspaces); a workspace that removes the app stops (bot.uninstall)."""
     assert settings.slack_client_id is not None
+    if not (config.alerts.team and (config.alerts.channel or config.summary.channel)):
+        log.info(
+            "alerts about the whole process (the model, Slack, MCP servers) are posted nowhere: "
+            "[alerts] team and channel name the operator's workspace and channel"
+        )
     db = Database(settings.database_url)
     workspaces = Workspaces(
         db,

@@ -72,7 +72,10 @@ class Workspaces:
             return await installations.installed_teams(session=session, client_id=self.client_id)
 
     async def surface(self, team_id: str) -> SlackSurface | None:
-        """The team's surface, made with its bot token; None when the app is not installed there."""
+        """The team's surface, made with its bot token; None when the app is not installed there
+        (or for no team: the operator's, when `[alerts] team` is not set)."""
+        if not team_id:
+            return None
         held = self._surfaces.get(team_id)
         if held is not None and time.monotonic() < held[0]:
             return held[2]
@@ -93,9 +96,7 @@ class Workspaces:
             self._surfaces[team_id] = (time.monotonic() + self.ttl, token, surface)
         if surface is None and team_id not in self._told:
             self._told.add(team_id)
-            log.warning(
-                "workspace %s has no installation of the app: nothing is sent to it", team_id or "(none)"
-            )
+            log.warning("workspace %s has no installation of the app: nothing is sent to it", team_id)
         elif surface is not None:
             self._told.discard(team_id)
         return surface

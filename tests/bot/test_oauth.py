@@ -23,3 +23,8 @@ def test_the_manifest_has_the_redirect_url_and_the_removal_events() -> None:
     assert MANIFEST["oauth_config"]["redirect_urls"] == ["https://YOUR-HOST/slack/oauth_redirect"]
     events = MANIFEST["settings"]["event_subscriptions"]["bot_events"]
     assert {"app_uninstalled", "tokens_revoked"} <= set(events)
+
+
+def test_the_client_secret_is_a_secret_to_redact() -> None:
+    settings = Settings(slack_client_id="1.2", slack_client_secret="s3cret-of-the-app")
+    assert "s3cret-of-the-app" in settings.secrets() and "1.2" not in settings.secrets()

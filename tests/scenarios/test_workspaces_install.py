@@ -73,6 +73,11 @@ async def test_install_redirects_to_slack_and_the_redirect_keeps_the_installatio
     run = await run_for(desk, str(mention["event"]["ts"]))
     assert (run.team_id, run.status) == ("T2", RunStatus.succeeded)
     assert {m.token for m in fake_slack.thread("C2", str(mention["event"]["ts"]))} == {TOKEN}
+    # It has no [teams."T2"] summary_channel: asked for, its summary says it gets no daily one.
+    asked = await desk.send.command(ev.slash_command("summary", channel="C2", user="U21", team_id="T2"))
+    text = asked.json()["text"]
+    assert "posted the summary" in text and 'no daily summary: [teams."T2"] summary_channel' in text, text
+    assert "T2: no summary channel" in await desk.services.summaries.post_every()
 
 
 async def test_a_wrong_missing_or_replayed_state_installs_nothing(start_desk, fake_slack):

@@ -87,7 +87,7 @@ async def test_a_scripted_session_shows_every_message_once(tmp_path: Path) -> No
     new = re.findall(r"^\s*\((\d+)\) ", output, re.MULTILINE)  # first showings; edits say "(n, edited)"
     assert len(new) == len(set(new)) and new, output
     assert re.search(r"^    \(\d+\) DM ▸ thread 1 · chatops: ✅ Run #1 \(ops\) finished\.$", output, re.M)
-    assert "[Undo]   /click" in output
+    assert "[Undo] [Good] [Bad]   /click" in output
     assert "*Runs in flight*: none" in output
 
 

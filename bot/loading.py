@@ -73,12 +73,19 @@ class LoadingStatus:
             thread.where = where
 
     def show(self, run_id: int, status: str) -> None:
-        """Show `status` in the run's thread, soon and in order, unless it already shows."""
+        """Show `status` in the run's thread, soon and in order, unless it already shows (or
+        the run has replied)."""
         if not self.enabled:
             return
         thread = self._threads.setdefault(run_id, _Thread())
         thread.wanted = status
         self._kick(run_id, thread)
+
+    def forget(self, run_id: int) -> None:
+        """The run is done with: a later step (an undo's) starts afresh."""
+        thread = self._threads.pop(run_id, None)
+        if thread is not None and thread.refresh is not None:
+            thread.refresh.cancel()
 
     def clear(self, run_id: int) -> None:
         """The run stopped to wait: an empty status, if one is shown or on its way."""
@@ -91,9 +98,9 @@ class LoadingStatus:
     async def replied(self, run_id: int) -> Where | None:
         """The app is about to reply in the run's thread, which clears the status: a status
         still on its way lands first (so it cannot come after the reply), and nothing more is
-        sent for the run. Returns the thread when a status shows there now."""
-        thread = self._threads.pop(run_id, None)
-        if thread is None:
+        sent for the run until it is forgotten. Returns the thread when a status shows there now."""
+        thread = self._threads.get(run_id)
+        if thread is None or thread.done:
             return None
         thread.done = True
         if thread.refresh is not None:
@@ -145,6 +152,8 @@ class LoadingStatus:
             thread.sender = None
         if not thread.done and thread.wanted != thread.shown and self.enabled:
             self._kick(run_id, thread)  # a change arrived as the last call failed
+        elif not thread.done and thread.shown == "" and self._threads.get(run_id) is thread:
+            del self._threads[run_id]  # cleared for a wait: the run may resume in another process
 
     def _stale(self, run_id: int, thread: _Thread) -> None:
         """Two minutes are nearly up: the status still wanted is sent again."""

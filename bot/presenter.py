@@ -374,6 +374,7 @@ class Presenter:
     def _forget(self, run_id: int) -> None:
         for d in (self._last_edit, self._last_text, self._customer):
             d.pop(run_id, None)
+        self.loading.forget(run_id)
         lock = self._locks.get(run_id)
         if lock is not None and not lock.locked():
             self._locks.pop(run_id, None)

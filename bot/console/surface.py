@@ -100,7 +100,7 @@ class ConsoleSurface:
     ) -> None:
         """The thread's loading status, as a line under the thread (cleared: nothing to show)."""
         if status:
-            self.screen.print(view.status_line(self.workspace, channel, thread_ts, status, loading_messages))
+            self.screen.print(view.status_line(self.workspace, channel, thread_ts, status))
 
     async def stream(
         self,

@@ -67,14 +67,12 @@ def where(m: ConsoleMessage, workspace: Workspace) -> str:
     return f"{place} ▸ thread {parent.number if parent and parent.number else '(earlier session)'}"
 
 
-def status_line(
-    workspace: Workspace, channel: str, thread_ts: str, status: str, loading: list[str] | None = None
-) -> str:
-    """A thread's loading status ("chatops is thinking…"), under the thread it is shown in."""
+def status_line(workspace: Workspace, channel: str, thread_ts: str, status: str) -> str:
+    """A thread's loading status ("chatops is thinking…"), under the thread it is shown in (the
+    loading messages Slack would rotate through are left out: a terminal line cannot rotate)."""
     parent = workspace.get(channel, thread_ts)
     place = channel_name(channel) + (f" ▸ thread {parent.number}" if parent and parent.number else "")
-    rotating = f" ({' · '.join(loading)})" if loading else ""
-    return f"{INDENT}… {place} · chatops {status}{rotating}"
+    return f"{INDENT}… {place} · chatops {status}"
 
 
 def indent_of(m: ConsoleMessage) -> str:

@@ -1,12 +1,14 @@
-"""Presenting runs in their Slack thread: one status message, edited; one outcome reply.
+"""Presenting runs in their Slack thread: one status message, edited; the thread's loading
+status while a step runs (bot.loading); one outcome reply, its answer streamed (bot.outcome).
 
 The presenter implements `agents.ports.Reporter`. It renders from storage, never
-from what it was told, so any process can refresh any run and the message always
-shows the journal. A status message is never edited within `edit_interval` of its
-post or previous edit, whoever asks (Slack allows about one edit per second in a
-thread); the edits in between are coalesced. The outcome is always delivered (a failed
-post is retried by `redeliver`). At most two announcements are in flight, so a burst of
-requests does not crowd the event loop the acks run on.
+from what it was told (only the loading status takes the step it is told of), so any
+process can refresh any run and the message always shows the journal. A status message
+is never edited within `edit_interval` of its post or previous edit, whoever asks (Slack
+allows about one edit per second in a thread); the edits in between are coalesced. The
+outcome is always delivered (a failed post is retried by `redeliver`). At most two
+announcements are in flight, so a burst of requests does not crowd the event loop the
+acks run on.
 """
 
 from __future__ import annotations

@@ -368,6 +368,7 @@ class AlertsConfig(Strict):
     undo_rate: float = Field(default=0.3, gt=0, le=1)
     model_failures: int = Field(default=5, ge=1)  # failed model calls in the window
     slack_failures: int = Field(default=5, ge=1)  # failed Slack API calls in the window
+    negative_votes: int = Field(default=3, ge=1)  # 👎 on one agent's outcomes in the window
     pause_on_breach: bool = True  # the circuit breaker: pause an agent whose rate is crossed
 
 

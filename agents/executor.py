@@ -139,6 +139,7 @@ class Executor:
         await self.rt.reporter.run_progressed(self.run_id)
         if steered:
             return f"error: {STEERED}"
+        await self.rt.reporter.step_started(self.run_id, action=action.name)
         return await self.perform(step, action, args)
 
     async def perform(self, step: Step, action: Action, args: BaseModel) -> str:

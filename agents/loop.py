@@ -188,6 +188,7 @@ class RunLoop:
         messages.extend(conversation.steering_message(s) for s in read)
         if read:
             await self.rt.reporter.run_progressed(self.run_id)  # the thread sees they were read
+        await self.rt.reporter.step_started(self.run_id)  # the model thinks
         started = time.monotonic()
         try:
             with tracing.span(

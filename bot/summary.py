@@ -152,7 +152,12 @@ class Summaries:
                 cancelled=day.cancelled,
                 in_flight=day.in_flight,
             )
-            lines.append(f"• *{day.agent}*: {day.runs} run{'s' * (day.runs != 1)}: {counts}")
+            votes = (
+                f" · voted :+1: {day.good_votes} :-1: {day.bad_votes}"
+                if day.good_votes or day.bad_votes
+                else ""
+            )
+            lines.append(f"• *{day.agent}*: {day.runs} run{'s' * (day.runs != 1)}: {counts}{votes}")
         return "\n".join(lines)
 
     def _cases(self, r: DayReport) -> str:

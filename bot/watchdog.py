@@ -1,9 +1,10 @@
 """The watchdog: notices what nobody is there to notice, and says so once.
 
-Conditions: stuck runs, an agent's failure rate or undo rate over a window,
-repeated model failures, repeated Slack failures, an MCP server that is down. Each raises one alert in the
-alert channel until it clears (then a note says so). A crossed failure or undo
-rate pauses the agent (the circuit breaker); the alert says why and how to resume.
+Conditions: stuck runs, an agent's failure rate or undo rate over a window, a burst of
+Bad votes on an agent's answers, repeated model failures, repeated Slack failures, an MCP
+server that is down. Each raises one alert in the alert channel until it clears (then a note
+says so). A crossed failure or undo rate pauses the agent (the circuit breaker); the alert
+says why and how to resume.
 """
 
 from __future__ import annotations
@@ -17,10 +18,10 @@ from datetime import timedelta
 from agents.config import Config
 from agents.mcp import McpManager
 from bot.surface import Surface
-from storage import alerts, audit, controls
+from storage import alerts, audit, controls, feedback
 from storage.clock import now
 from storage.engine import Database
-from storage.models import ACTIVE_STATUSES, Alert, RunStatus, WaitKind
+from storage.models import ACTIVE_STATUSES, Alert, RunStatus, Vote, WaitKind
 
 log = logging.getLogger(__name__)
 
@@ -136,6 +137,20 @@ class Watchdog:
                             f"{finished} runs "
                             f"(threshold {cfg.undo_rate:.0%} over {cfg.window_minutes:g} min).",
                             breaker,
+                        )
+                    )
+            votes = await feedback.votes_by_agent(session=session, start=t - window)
+            for agent in self.config.agents:
+                bad = votes.get(agent.name, {}).get(Vote.bad, 0)
+                if bad >= cfg.negative_votes:
+                    # An alert, never the circuit breaker: customers vote too, and they must not be
+                    # able to pause an agent.
+                    found.append(
+                        Condition(
+                            f"negative_feedback:{agent.name}",
+                            f":-1: Agent *{agent.name}*: people voted {bad} of its answers Bad in "
+                            f"{cfg.window_minutes:g} min (threshold {cfg.negative_votes}). "
+                            "Look at its recent runs and their threads.",
                         )
                     )
             for members in await alerts.stalled_cases(
@@ -262,6 +277,7 @@ CLEARED = {
     "stuck": "it is moving again (or finished)",
     "failure_rate": "the failure rate is back under its threshold",
     "undo_rate": "the undo rate is back under its threshold",
+    "negative_feedback": "fewer Bad votes than the threshold now",
     "model_failures": "the model answers again",
     "slack_failures": "Slack calls succeed again",
     "mcp_down": "the MCP server is connected again",

@@ -92,6 +92,9 @@ class RequestBase(SQLModel):
     text: str = Field(sa_column=Column(Text, nullable=False))
     agent: str = Field(max_length=64)
     requester_role: str = Field(default="member", max_length=16)  # member | customer
+    context_channel_id: str | None = Field(default=None, max_length=32)
+    """The channel the person was looking at when they asked (the thread context Slack gives an
+    assistant thread of the app's DM); None elsewhere."""
 
 
 class Request(RequestBase, table=True):
@@ -403,3 +406,34 @@ class Meta(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=255)
+
+
+class Vote(StrEnum):
+    good = "good"
+    bad = "bad"
+
+
+class Feedback(SQLModel, table=True):
+    """One person's vote (the 👍 or 👎 under an outcome) on one run: a second click changes it."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_voted", "voted_at"),)  # the summary's day, the watchdog's window
+    run_id: int = Field(foreign_key="runs.id", primary_key=True)
+    user_id: str = Field(primary_key=True, max_length=32)
+    team_id: str = Field(default="", max_length=32)
+    vote: str = Field(max_length=8)  # Vote
+    voted_at: datetime = Field(default_factory=now)
+    """When the vote took its current value."""
+
+
+class AssistantThread(SQLModel, table=True):
+    """A thread of the app's assistant container (its DM) and where the person is looking: Slack
+    says so when the thread starts and whenever they move (assistant_thread_context_changed)."""
+
+    __tablename__ = "assistant_threads"
+    channel_id: str = Field(primary_key=True, max_length=32)
+    thread_ts: str = Field(primary_key=True, max_length=32)
+    user_id: str | None = Field(default=None, max_length=32)
+    context: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    """As Slack gives it: channel_id (the channel being viewed), team_id, enterprise_id."""
+    updated_at: datetime = Field(default_factory=now)

@@ -8,7 +8,7 @@ from datetime import datetime
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import cases
+from storage import cases, feedback
 from storage.clock import now
 from storage.dialect import insert_ignore
 from storage.models import (
@@ -20,6 +20,7 @@ from storage.models import (
     Run,
     RunStatus,
     SummaryPost,
+    Vote,
     WaitKind,
 )
 
@@ -37,6 +38,9 @@ class AgentDay:
     """Runs a human undid (status rolled_back, with undone_by)."""
     rolled_back: int = 0
     """Runs that failed and rolled themselves back (status rolled_back, no undone_by)."""
+    good_votes: int = 0
+    """Good votes people gave its outcomes that day (on runs of any day)."""
+    bad_votes: int = 0
 
     @property
     def runs(self) -> int:
@@ -126,6 +130,9 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
             day.rolled_back += n
         else:
             day.undone += n
+    for agent, votes in (await feedback.votes_by_agent(session=session, start=start, end=end)).items():
+        day = agents.setdefault(agent, AgentDay(agent))
+        day.good_votes, day.bad_votes = votes[Vote.good], votes[Vote.bad]
     failures = list(
         (
             await session.exec(

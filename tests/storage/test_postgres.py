@@ -23,7 +23,8 @@ from sqlmodel import col, func, select
 
 from storage.clock import now, set_clock
 from storage.engine import Database
-from storage.models import ProcessedEvent, Request, RequestBase, Run, RunStatus
+from storage.feedback import record_vote, votes_of
+from storage.models import ProcessedEvent, Request, RequestBase, Run, RunStatus, Vote
 from storage.requests import create_request, record_delivery
 from storage.runs import LeaseLost, claim_runs, get_run, release, renew_lease
 
@@ -322,3 +323,20 @@ async def test_timezone_aware_datetimes_round_trip(db: Database, pg_url: str) ->
     finally:
         await writer.dispose()
         await reader.dispose()
+
+
+# --- feedback ----------------------------------------------------------------------------
+
+
+async def test_one_persons_votes_at_once_keep_one_row_and_the_last_vote(db: Database) -> None:
+    """A double click, or two clicks crossing: the primary key keeps one vote per person and run."""
+    [run_id] = await queue_runs(db, 1)
+
+    async def vote(kind: Vote) -> None:
+        async with db.write() as session:
+            await record_vote(session=session, run_id=run_id, user_id="U0001", team_id="T0001", vote=kind)
+
+    await asyncio.gather(*(vote(Vote.good) for _ in range(6)))
+    await vote(Vote.bad)
+    async with db.read() as session:
+        assert await votes_of(session=session, run_id=run_id) == {"good": 0, "bad": 1}

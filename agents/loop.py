@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from agents import conversation, gate, logcontext, metrics
 from agents.actions.base import Action, Requester
 from agents.actions.handoff import HANDOFF_APPROVAL
+from agents.budget import Budget
 from agents.conversation import EarlierRun, TurnContext
 from agents.errors import ModelError
 from agents.executor import Executor
@@ -70,6 +71,16 @@ class RunLoop:
         customer = await self._is_customer(request)
         self.actions: dict[str, Action] = self.rt.registry.for_agent(agent, customer=customer)
         planner = self.rt.planner_for(agent)
+        # None unless the agent has a token budget or a daily cap (agents.budget): every step
+        # boundary (gate.stop) checks it, here and in the executor.
+        self.budget = Budget.of(
+            self.rt.config,
+            agent,
+            channel_id=run.channel_id,
+            tokens=run.prompt_tokens + run.completion_tokens,
+            model=planner.label,
+            offline=planner.offline,
+        )
         self.executor = Executor(
             self.rt,
             run_id=self.run_id,
@@ -77,6 +88,7 @@ class RunLoop:
             requester=self.requester,
             actions=self.actions,
             author_note=OFFLINE_NOTE if planner.offline else "",
+            budget=self.budget,
         )
         if run.undone_by:
             await self._undo(run.undone_by)
@@ -167,6 +179,7 @@ class RunLoop:
                 agent=self.agent.name,
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
+                budget=self.budget,
             )
             if stop is None:  # the lease was renewed by gate.stop, in this transaction
                 read = await steering.read(session=session, run_id=self.run_id)
@@ -222,6 +235,12 @@ class RunLoop:
                 prompt_tokens=turn.prompt_tokens,
                 completion_tokens=turn.completion_tokens,
             )
+            if self.budget is not None:  # the run's tokens, and the agent's day's spend
+                await self.budget.spent(
+                    session=session,
+                    prompt_tokens=turn.prompt_tokens,
+                    completion_tokens=turn.completion_tokens,
+                )
         await self.rt.reporter.run_progressed(self.run_id)
         return turn
 
@@ -292,6 +311,7 @@ class RunLoop:
                         agent=self.agent.name,
                         worker_id=self.rt.worker_id,
                         lease=self.rt.lease,
+                        budget=self.budget,
                     )
                 if stop is not None:
                     raise stop

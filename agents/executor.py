@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from agents import gate, metrics
 from agents.actions.base import Action, ActionContext, ActionResult, Requester
+from agents.budget import Budget
 from agents.config import AUTONOMY_ORDER
 from agents.errors import ActionError
 from agents.model import ToolCall
@@ -40,8 +41,11 @@ class Executor:
         requester: Requester,
         actions: dict[str, Action],
         author_note: str = "",
+        budget: Budget | None = None,
     ) -> None:
         self.author_note = author_note
+        self.budget = budget
+        """The run's budgets, checked at each action's step boundary as at each model turn's."""
         self.rt = rt
         self.run_id = run_id
         self.agent = agent
@@ -96,6 +100,7 @@ class Executor:
                 agent=self.agent,
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
+                budget=self.budget,
             )
             # A reply in the thread came in after the model decided this call: the call waits for
             # the model to read it (at the run's next model turn) and decide again.
@@ -257,9 +262,13 @@ class Executor:
                     agent=self.agent,
                     worker_id=self.rt.worker_id,
                     lease=self.rt.lease,
+                    budget=self.budget,
                 )
             if approval is None and stop is None:
                 hours = self.rt.config.control.approval_timeout_hours
+                # Who may decide, and how many must, as the configuration says now: kept with
+                # the approval, so its message and its decision agree (bot.controls.decide).
+                policy = self.rt.config.approval_policy(action.name)
                 approval = await approvals.request_approval(
                     session=session,
                     run_id=self.run_id,
@@ -269,6 +278,9 @@ class Executor:
                     reason=reason,
                     channel_id=self.requester.channel_id,
                     expires_at=now() + timedelta(hours=hours),
+                    needed=policy.needed,
+                    approvers=list(policy.approvers),
+                    self_approval=policy.self_approval,
                 )
             if approval is not None and approval.status == ApprovalStatus.pending:
                 assert approval.id is not None

@@ -86,7 +86,7 @@ class Executor:
         level, reason = self.autonomy(action)
         if level == "propose":
             return await self._propose(call, action, args)
-        if level == "approve":
+        if level == "approve" and self.rt.dry_run is None:  # a dry run asks nobody (agents.dryrun)
             await self._approved(call, action, args, reason)
         key = f"chatops-{self.run_id}-{call.key}"
         ctx = self.context(key)
@@ -149,6 +149,8 @@ class Executor:
     async def perform(self, step: Step, action: Action, args: BaseModel) -> str:
         """Run the action of a journaled intent and journal its result."""
         assert step.id is not None and step.idempotency_key is not None
+        if self.rt.dry_run is not None:
+            return await self._simulate(step, action, args)
         ctx = self.context(step.idempotency_key)
         clean = self.rt.redactor
         status, reply = StepStatus.failed, ""
@@ -183,6 +185,29 @@ class Executor:
             await journal.finish_step(session=session, step_id=step.id, status=status, **fields)
         await self.rt.reporter.run_progressed(self.run_id)
         return reply
+
+    async def _simulate(self, step: Step, action: Action, args: BaseModel) -> str:
+        """A dry run (agents.dryrun): journal what the script answers for this call (a recorded
+        result, or "not run (dry run)") as its result. Nothing is run, nothing needs undoing."""
+        assert self.rt.dry_run is not None and step.id is not None
+        answer = self.rt.dry_run.answer(self.run_id, action.name, args.model_dump(mode="json"))
+        level, _ = self.autonomy(action)
+        data: dict[str, Any] = {"summary": answer.summary, "dry_run": answer.source}
+        if level == "approve":
+            data["needs_approval"] = True  # it would have waited for a person's Approve
+        failed = {"error": answer.output} if answer.failed else {}
+        async with self.rt.db.write() as session:
+            await journal.finish_step(
+                session=session,
+                step_id=step.id,
+                status=StepStatus.failed if answer.failed else StepStatus.succeeded,
+                output=answer.output,
+                data=data,
+                reversible=True,
+                **failed,
+            )
+        await self.rt.reporter.run_progressed(self.run_id)
+        return answer.output
 
     async def _run(self, action: Action, ctx: ActionContext, args: BaseModel) -> ActionResult:
         """The action's result. A handoff whose run is still going makes this run wait for it

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from agents import conversation, gate, logcontext, metrics, tracing
 from agents.actions.base import Action, Requester
 from agents.actions.handoff import HANDOFF_APPROVAL
+from agents.budget import Budget
 from agents.conversation import EarlierRun, TurnContext
 from agents.errors import ModelError
 from agents.executor import Executor
@@ -75,6 +76,16 @@ class RunLoop:
         await self.rt.registry.ready(agent)  # its MCP servers' tools, when the process just started
         self.actions: dict[str, Action] = self.rt.registry.for_agent(agent, customer=customer)
         planner = self.rt.planner_for(agent)
+        # None unless the agent has a token budget or a daily cap (agents.budget): every step
+        # boundary (gate.stop) checks it, here and in the executor.
+        self.budget = Budget.of(
+            self.rt.config,
+            agent,
+            channel_id=run.channel_id,
+            tokens=run.prompt_tokens + run.completion_tokens,
+            model=planner.label,
+            offline=planner.offline,
+        )
         self.executor = Executor(
             self.rt,
             run_id=self.run_id,
@@ -82,6 +93,7 @@ class RunLoop:
             requester=self.requester,
             actions=self.actions,
             author_note=OFFLINE_NOTE if planner.offline else "",
+            budget=self.budget,
         )
         if run.undone_by:
             await self._undo(run.undone_by)
@@ -172,6 +184,7 @@ class RunLoop:
                 agent=self.agent.name,
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
+                budget=self.budget,
             )
             if stop is None:  # the lease was renewed by gate.stop, in this transaction
                 read = await steering.read(session=session, run_id=self.run_id)
@@ -249,6 +262,12 @@ class RunLoop:
                 prompt_tokens=turn.prompt_tokens,
                 completion_tokens=turn.completion_tokens,
             )
+            if self.budget is not None:  # the run's tokens, and the agent's day's spend
+                await self.budget.spent(
+                    session=session,
+                    prompt_tokens=turn.prompt_tokens,
+                    completion_tokens=turn.completion_tokens,
+                )
         await self.rt.reporter.run_progressed(self.run_id)
         return turn
 
@@ -319,6 +338,7 @@ class RunLoop:
                         agent=self.agent.name,
                         worker_id=self.rt.worker_id,
                         lease=self.rt.lease,
+                        budget=self.budget,
                     )
                 if stop is not None:
                     raise stop

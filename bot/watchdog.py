@@ -14,11 +14,15 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from agents import budget
 from agents.config import Config
 from agents.mcp import McpManager
 from bot.surface import Surface
-from storage import alerts, audit, controls, feedback
+from storage import alerts, audit, controls, feedback, spend
 from storage.clock import now
 from storage.engine import Database
 from storage.models import ACTIVE_STATUSES, Alert, RunStatus, Vote, WaitKind
@@ -178,6 +182,7 @@ class Watchdog:
                         f"its thread: {_thread_link(run.channel_id, run.thread_ts)}",
                     )
                 )
+            found += await self._capped(session)
             model_failures = await alerts.model_failures_since(session=session, since=t - window)
         if model_failures >= cfg.model_failures:
             found.append(
@@ -212,6 +217,31 @@ class Watchdog:
             for state in self.mcp.states()
             if state.down
         ]
+
+    async def _capped(self, session: AsyncSession) -> list[Condition]:
+        """Agents that paused themselves at their daily cap (agents.budget): why, and how to resume."""
+        found = []
+        day = budget.today(ZoneInfo(self.config.summary.timezone))
+        for control in await controls.all_controls(session=session):
+            agent = self.config.agent(control.scope)
+            if not control.paused or control.reason != budget.CAP_REASON or agent is None:
+                continue
+            cap = agent.max_cost_per_day or 0.0
+            row = await spend.of_day(session=session, agent=agent.name, day=day)
+            spent = f"${row.cost:,.4f}" if row else "its cap"
+            limit = cap + (row.extra if row else 0.0)
+            found.append(
+                Condition(
+                    f"cost_cap:{agent.name}",
+                    f":money_with_wings: Agent *{agent.name}* paused itself: its runs spent {spent} today "
+                    f"({day}, {self.config.summary.timezone}), over its daily cap of "
+                    f"${limit:,.2f} (max_cost_per_day). Its runs wait at their next "
+                    f"step. `resume agent {agent.name}` (or `/agent resume {agent.name}`) lets it spend "
+                    f"another ${cap:,.2f} today; to change the cap, raise max_cost_per_day in the "
+                    "configuration.",
+                )
+            )
+        return found
 
     async def _raise(self, c: Condition) -> None:
         message = c.message
@@ -281,4 +311,5 @@ CLEARED = {
     "model_failures": "the model answers again",
     "slack_failures": "Slack calls succeed again",
     "mcp_down": "the MCP server is connected again",
+    "cost_cap": "the agent was resumed",
 }

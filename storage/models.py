@@ -330,6 +330,40 @@ class Approval(SQLModel, table=True):
     decided_at: datetime | None = None
     channel_id: str = Field(max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)  # the Approve/Deny message
+    # The approval policy as it was when the approval was asked for (agents.config.ApprovalPolicy):
+    # the message says who may decide, and the decision follows what the message said.
+    needed: int = 1
+    """How many different approvers must Approve; one Deny decides."""
+    approvers: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    """Who may decide (Slack user ids); None: whoever may control agents."""
+    self_approval: bool = True
+    """Whether the person whose request the run serves may Approve."""
+
+
+class ApprovalDecision(SQLModel, table=True):
+    """One person's Approve or Deny of an approval: a two-person rule needs two of them."""
+
+    __tablename__ = "approval_decisions"
+    approval_id: int = Field(foreign_key="approvals.id", primary_key=True)
+    user_id: str = Field(primary_key=True, max_length=64)
+    decision: str = Field(max_length=16)  # approve | deny
+    at: datetime = Field(default_factory=now)
+
+
+class Spend(SQLModel, table=True):
+    """What an agent's model turns cost on one day, kept as a running total (agents.budget), so
+    that checking a daily cap reads one row instead of summing the day's runs. Kept only for
+    agents with a `max_cost_per_day`."""
+
+    __tablename__ = "spend"
+    agent: str = Field(primary_key=True, max_length=64)
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD in the summary's time zone
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    """US dollars, priced from [prices] as each turn was journaled."""
+    extra: float = 0.0
+    """Dollars allowed beyond the cap that day: a person resumed the agent after it paused itself."""
 
 
 class AuditEvent(SQLModel, table=True):

@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import cases, feedback
+from storage import cases, feedback, spend
+from storage.approvals import BUDGET
 from storage.clock import now
 from storage.dialect import insert_ignore
 from storage.models import (
@@ -101,6 +102,10 @@ class DayReport:
     paused_now: list[Control]
     usage: list[Usage]
     cases: list[CaseDay] = field(default_factory=list)
+    spend: list[tuple[str, str, int, int]] = field(default_factory=list)
+    """(agent, model, prompt tokens, completion tokens) of the day's model turns (storage.spend)."""
+    budget_asks: dict[str, int] = field(default_factory=dict)
+    """Per agent: runs that reached their token budget that day and asked for more."""
 
     @property
     def runs(self) -> int:
@@ -190,9 +195,24 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
         members = await cases.case_runs(session=session, case_id=case_id)
         if members and members[0].id == case_id:
             case_days.append(CaseDay(members[0], list(dict.fromkeys(m.agent for m in members))))
-    return DayReport(
+    report = DayReport(
         start, end, agents, failures, waiting, approvals, control_events, paused, usage, case_days
     )
+    report.spend = await spend.model_tokens(session=session, start=start, end=end)
+    asks = (
+        await session.exec(
+            select(Run.agent, func.count(func.distinct(Approval.run_id)))
+            .join(Run, col(Run.id) == col(Approval.run_id))
+            .where(
+                col(Approval.tool_call_id).startswith(BUDGET),
+                col(Approval.requested_at) >= start,
+                col(Approval.requested_at) < end,
+            )
+            .group_by(col(Run.agent))
+        )
+    ).all()
+    report.budget_asks = {agent: n for agent, n in asks}
+    return report
 
 
 async def claim_summary(

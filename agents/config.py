@@ -14,6 +14,7 @@ import os
 import re
 import tomllib
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from datetime import time
 from pathlib import Path
 from typing import Annotated, Any, ClassVar, Literal
@@ -167,6 +168,12 @@ class ActionBase(Strict):
     timeout: float = Field(default=60, gt=0, le=3600)
     autonomy: Autonomy | None = None  # at least this strict for every agent using it
     customers: bool = False  # may run on a customer's (guest's, external user's) request
+    approvers: list[str] | None = None
+    """Who may Approve or Deny this action (Slack user ids); default: `[control] approvers`."""
+    approvals: int | None = Field(default=None, ge=1, le=5)
+    """How many different approvers must Approve it (2: a two-person rule); default: `[control] approvals`."""
+    self_approval: bool | None = None
+    """Whether the person whose request it serves may approve it; default: `[control] self_approval`."""
 
     reserved_params: ClassVar[frozenset[str]] = frozenset({"env"})  # names the templates get anyway
 
@@ -282,6 +289,12 @@ class AgentConfig(Strict):
     handoffs: list[str] = Field(default_factory=list)
     """Agents this one may hand work to: its model gets a `transfer_to_<agent>(brief)` tool each."""
     mcp_servers: list[str] = Field(default_factory=list)  # MCP servers whose tools it gets (<server>__<tool>)
+    max_tokens_per_run: int | None = Field(default=None, ge=1)
+    """A run that has used this many model tokens (prompt and completion, every turn) stops at its
+    next step and asks a human: Continue gives it as many again, Stop ends it. None: no limit."""
+    max_cost_per_day: float | None = Field(default=None, gt=0)
+    """US dollars a day (the summary's time zone), priced from `[prices]` for the agent's model:
+    once the agent's runs have spent it, the agent pauses itself and an alert says so. None: no cap."""
 
     @model_validator(mode="after")
     def _instructions_render(self, info: ValidationInfo) -> AgentConfig:
@@ -309,6 +322,14 @@ class ControlConfig(Strict):
     role_cache_minutes: float = Field(default=60, gt=0, le=24 * 60 * 7)
     """How long what Slack said of a user (member, guest, stranger) is trusted before asking again;
     when Slack cannot answer, the last answer is used however old."""
+    approvers: list[str] = Field(default_factory=list)
+    """Who may Approve or Deny (Slack user ids); empty: whoever may control agents. An action's own
+    `approvers` replaces it for that action."""
+    approvals: int = Field(default=1, ge=1, le=5)
+    """How many different approvers must Approve (2: a two-person rule); a Deny by one is final."""
+    self_approval: bool = True
+    """Whether the person whose request a run serves may approve its actions (false: someone else
+    must; true lets a team of one work)."""
 
 
 class SummaryConfig(Strict):
@@ -396,6 +417,7 @@ class AlertsConfig(Strict):
     undo_rate: float = Field(default=0.3, gt=0, le=1)
     model_failures: int = Field(default=5, ge=1)  # failed model calls in the window
     slack_failures: int = Field(default=5, ge=1)  # failed Slack API calls in the window
+    negative_votes: int = Field(default=3, ge=1)  # 👎 on one agent's outcomes in the window
     pause_on_breach: bool = True  # the circuit breaker: pause an agent whose rate is crossed
 
 
@@ -464,6 +486,14 @@ class Config(Strict):
                     problems.append(
                         (f"agents[{i}] ({agent.name})", "handoffs", f"{why}: {name!r}{suggest(name, seen)}")
                     )
+            if agent.max_cost_per_day is not None and agent.model and agent.model not in self.prices:
+                problems.append(
+                    (
+                        f"agents[{i}] ({agent.name})",
+                        "max_cost_per_day",
+                        f"needs a price for its model {agent.model!r} in [prices]",
+                    )
+                )
             for channel in agent.channels:
                 if channel in served:
                     problems.append(
@@ -480,6 +510,7 @@ class Config(Strict):
                     (f"teams.{team_id}", "", f"{team_id!r} is not a Slack workspace id (T0123ABC)")
                 )
         problems += self._mcp_problems()
+        problems += self._policy_problems()
         if problems:
             raise _Problems(problems)
         return self
@@ -533,6 +564,47 @@ class Config(Strict):
         """A workspace's own channels (none when it has no `[teams."<id>"]` entry)."""
         return self.teams.get(team_id) or TeamConfig()
 
+    def _policy_problems(self) -> list[tuple[str, str, str]]:
+        """A two-person rule needs two people to be possible at all."""
+        problems = []
+        control = self.control
+        if control.approvers and control.approvals > len(set(control.approvers)):
+            problems.append(
+                (
+                    "control",
+                    "approvals",
+                    f"{control.approvals} approvals need as many approvers; approvers lists "
+                    f"{len(set(control.approvers))}",
+                )
+            )
+        for i, action in enumerate(self.actions):
+            policy = self.approval_policy(action.name)
+            if policy.approvers and policy.needed > len(policy.approvers):
+                field = "approvals" if action.approvals is not None else "approvers"
+                problems.append(
+                    (
+                        f"actions[{i}] ({action.name})",
+                        field,
+                        f"{policy.needed} approvals need as many approvers; its approvers are "
+                        f"{len(policy.approvers)}",
+                    )
+                )
+        return problems
+
+    def approval_policy(self, action: str | None = None) -> ApprovalPolicy:
+        """Who may decide an approval of `action` and how many must approve: the action's own
+        settings, then `[control]`'s (for an approval that is no action's: `[control]`'s)."""
+        control = self.control
+        own = self.action_config(action) if action else None
+        approvers = own.approvers if own is not None and own.approvers is not None else control.approvers
+        needed = own.approvals if own is not None and own.approvals is not None else control.approvals
+        mine = own.self_approval if own is not None and own.self_approval is not None else None
+        return ApprovalPolicy(
+            approvers=tuple(dict.fromkeys(approvers)),
+            needed=needed,
+            self_approval=control.self_approval if mine is None else mine,
+        )
+
     def agent(self, name: str) -> AgentConfig | None:
         return next((a for a in self.agents if a.name == name), None)
 
@@ -569,6 +641,18 @@ class Config(Strict):
         environ = os.environ if environ is None else environ
         names = self.environment_names() - set(BASE_ENVIRONMENT)
         return frozenset(environ[n] for n in names if environ.get(n))
+
+
+@dataclass(frozen=True)
+class ApprovalPolicy:
+    """Who decides an approval, and how many must agree (`Config.approval_policy`)."""
+
+    approvers: tuple[str, ...]
+    """Slack user ids; empty: whoever may control agents."""
+    needed: int
+    """Different approvers who must Approve; one Deny decides at once."""
+    self_approval: bool
+    """Whether the person whose request the run serves may Approve."""
 
 
 class _Problems(ValueError):

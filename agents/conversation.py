@@ -231,9 +231,16 @@ def system_prompt(agent: AgentConfig, request: Request, run_id: int) -> str:
         "customer": f"a customer (a guest or a user of another workspace): {limited}",
         "unverified": f"someone Slack could not verify right now: {limited}",
     }.get(request.requester_role, "a member of the team")
+    # Asked in the app's assistant thread (its DM): Slack says which channel they are viewing,
+    # which is what "here" or "this channel" means to them.
+    viewing = (
+        f"They are viewing <#{request.context_channel_id}> (channel id {request.context_channel_id}). "
+        if request.context_channel_id
+        else ""
+    )
     return (
         f"{instructions}\n\n"
-        f"Requester: <@{request.user_id}> (Slack user id {request.user_id}), {who}. "
+        f"Requester: <@{request.user_id}> (Slack user id {request.user_id}), {who}. {viewing}"
         f"Channel: <#{request.channel_id}>. Time of the request (UTC): {at}. Run: #{run_id}.\n"
         "Earlier messages, if any, are this thread's conversation so far: what was asked before, "
         "and what you did and answered then."

@@ -13,6 +13,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from agents import gate, metrics, tracing
 from agents.actions.base import Action, ActionContext, ActionResult, Requester
+from agents.budget import Budget
 from agents.config import AUTONOMY_ORDER
 from agents.errors import ActionError
 from agents.model import ToolCall
@@ -40,8 +41,11 @@ class Executor:
         requester: Requester,
         actions: dict[str, Action],
         author_note: str = "",
+        budget: Budget | None = None,
     ) -> None:
         self.author_note = author_note
+        self.budget = budget
+        """The run's budgets, checked at each action's step boundary as at each model turn's."""
         self.rt = rt
         self.run_id = run_id
         self.agent = agent
@@ -83,7 +87,7 @@ class Executor:
         level, reason = self.autonomy(action)
         if level == "propose":
             return await self._propose(call, action, args)
-        if level == "approve":
+        if level == "approve" and self.rt.dry_run is None:  # a dry run asks nobody (agents.dryrun)
             await self._approved(call, action, args, reason)
         key = f"chatops-{self.run_id}-{call.key}"
         ctx = self.context(key)
@@ -98,6 +102,7 @@ class Executor:
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
                 team_id=self.requester.team_id,
+                budget=self.budget,
             )
             # A reply in the thread came in after the model decided this call: the call waits for
             # the model to read it (at the run's next model turn) and decide again.
@@ -141,11 +146,14 @@ class Executor:
         await self.rt.reporter.run_progressed(self.run_id)
         if steered:
             return f"error: {STEERED}"
+        await self.rt.reporter.step_started(self.run_id, action=action.name)
         return await self.perform(step, action, args)
 
     async def perform(self, step: Step, action: Action, args: BaseModel) -> str:
         """Run the action of a journaled intent and journal its result."""
         assert step.id is not None and step.idempotency_key is not None
+        if self.rt.dry_run is not None:
+            return await self._simulate(step, action, args)
         ctx = self.context(step.idempotency_key)
         clean = self.rt.redactor
         status, reply = StepStatus.failed, ""
@@ -198,6 +206,29 @@ class Executor:
             await journal.finish_step(session=session, step_id=step.id, status=status, **fields)
         await self.rt.reporter.run_progressed(self.run_id)
         return reply
+
+    async def _simulate(self, step: Step, action: Action, args: BaseModel) -> str:
+        """A dry run (agents.dryrun): journal what the script answers for this call (a recorded
+        result, or "not run (dry run)") as its result. Nothing is run, nothing needs undoing."""
+        assert self.rt.dry_run is not None and step.id is not None
+        answer = self.rt.dry_run.answer(self.run_id, action.name, args.model_dump(mode="json"))
+        level, _ = self.autonomy(action)
+        data: dict[str, Any] = {"summary": answer.summary, "dry_run": answer.source}
+        if level == "approve":
+            data["needs_approval"] = True  # it would have waited for a person's Approve
+        failed = {"error": answer.output} if answer.failed else {}
+        async with self.rt.db.write() as session:
+            await journal.finish_step(
+                session=session,
+                step_id=step.id,
+                status=StepStatus.failed if answer.failed else StepStatus.succeeded,
+                output=answer.output,
+                data=data,
+                reversible=True,
+                **failed,
+            )
+        await self.rt.reporter.run_progressed(self.run_id)
+        return answer.output
 
     async def _run(self, action: Action, ctx: ActionContext, args: BaseModel) -> ActionResult:
         """The action's result. A handoff whose run is still going makes this run wait for it
@@ -278,9 +309,13 @@ class Executor:
                     worker_id=self.rt.worker_id,
                     lease=self.rt.lease,
                     team_id=self.requester.team_id,
+                    budget=self.budget,
                 )
             if approval is None and stop is None:
                 hours = self.rt.config.control.approval_timeout_hours
+                # Who may decide, and how many must, as the configuration says now: kept with
+                # the approval, so its message and its decision agree (bot.controls.decide).
+                policy = self.rt.config.approval_policy(action.name)
                 approval = await approvals.request_approval(
                     session=session,
                     run_id=self.run_id,
@@ -290,6 +325,9 @@ class Executor:
                     reason=reason,
                     channel_id=self.requester.channel_id,
                     expires_at=now() + timedelta(hours=hours),
+                    needed=policy.needed,
+                    approvers=list(policy.approvers),
+                    self_approval=policy.self_approval,
                 )
             if approval is not None and approval.status == ApprovalStatus.pending:
                 assert approval.id is not None

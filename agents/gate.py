@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage import controls, runs
 from storage.models import RunStatus, WaitKind
 from storage.runs import Wait
+
+if TYPE_CHECKING:  # agents.budget builds on this module's exceptions
+    from agents.budget import Budget
 
 
 class Interrupted(Exception):
@@ -68,7 +72,14 @@ class Denied(Interrupted):
 
 
 async def stop(
-    *, session: AsyncSession, run_id: int, agent: str, worker_id: str, lease: timedelta, team_id: str = ""
+    *,
+    session: AsyncSession,
+    run_id: int,
+    agent: str,
+    worker_id: str,
+    lease: timedelta,
+    budget: Budget | None = None,
+    team_id: str = "",
 ) -> Interrupted | None:
     """Why the run may not take its next step, or None.
 
@@ -78,8 +89,11 @@ async def stop(
     recorded before that transaction stops the step. A paused run starts waiting in
     this same transaction: a resume committed just after it always finds the run
     waiting, so nothing can leave it stuck. (An undo keeps the lease: this worker
-    reverses the run next.) `team_id`: the run's workspace, whose pauses stop it (and those
-    of every workspace).
+    reverses the run next.)
+
+    `budget`: the run's token budget and its agent's daily cap (agents.budget), checked last;
+    None for an agent with neither, so such a step does no more work than before.
+    `team_id`: the run's workspace, whose pauses stop it (and those of every workspace).
     """
     undone_by = await runs.renew_lease(session=session, run_id=run_id, worker_id=worker_id, lease=lease)
     if undone_by:
@@ -94,6 +108,8 @@ async def stop(
             wait=Wait(WaitKind.paused, pause.scope, str(paused)),
         )
         return paused
+    if budget is not None:
+        return await budget.stop(session=session, run_id=run_id, worker_id=worker_id)
     return None
 
 

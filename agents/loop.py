@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from agents import conversation, gate, logcontext, metrics, tracing
 from agents.actions.base import Action, Requester
 from agents.actions.handoff import HANDOFF_APPROVAL
+from agents.budget import Budget
 from agents.conversation import EarlierRun, TurnContext
 from agents.errors import ModelError
 from agents.executor import Executor
@@ -75,6 +76,16 @@ class RunLoop:
         await self.rt.registry.ready(agent)  # its MCP servers' tools, when the process just started
         self.actions: dict[str, Action] = self.rt.registry.for_agent(agent, customer=customer)
         planner = self.rt.planner_for(agent)
+        # None unless the agent has a token budget or a daily cap (agents.budget): every step
+        # boundary (gate.stop) checks it, here and in the executor.
+        self.budget = Budget.of(
+            self.rt.config,
+            agent,
+            channel_id=run.channel_id,
+            tokens=run.prompt_tokens + run.completion_tokens,
+            model=planner.label,
+            offline=planner.offline,
+        )
         self.executor = Executor(
             self.rt,
             run_id=self.run_id,
@@ -82,6 +93,7 @@ class RunLoop:
             requester=self.requester,
             actions=self.actions,
             author_note=OFFLINE_NOTE if planner.offline else "",
+            budget=self.budget,
         )
         if run.undone_by:
             await self._undo(run.undone_by)
@@ -173,6 +185,7 @@ class RunLoop:
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
                 team_id=self.requester.team_id,
+                budget=self.budget,
             )
             if stop is None:  # the lease was renewed by gate.stop, in this transaction
                 read = await steering.read(session=session, run_id=self.run_id)
@@ -189,6 +202,7 @@ class RunLoop:
         messages.extend(conversation.steering_message(s) for s in read)
         if read:
             await self.rt.reporter.run_progressed(self.run_id)  # the thread sees they were read
+        await self.rt.reporter.step_started(self.run_id)  # the model thinks
         started = time.monotonic()
         try:
             with tracing.span(
@@ -249,6 +263,12 @@ class RunLoop:
                 prompt_tokens=turn.prompt_tokens,
                 completion_tokens=turn.completion_tokens,
             )
+            if self.budget is not None:  # the run's tokens, and the agent's day's spend
+                await self.budget.spent(
+                    session=session,
+                    prompt_tokens=turn.prompt_tokens,
+                    completion_tokens=turn.completion_tokens,
+                )
         await self.rt.reporter.run_progressed(self.run_id)
         return turn
 
@@ -320,6 +340,7 @@ class RunLoop:
                         worker_id=self.rt.worker_id,
                         lease=self.rt.lease,
                         team_id=self.requester.team_id,
+                        budget=self.budget,
                     )
                 if stop is not None:
                     raise stop

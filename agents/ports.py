@@ -33,6 +33,11 @@ class Reporter(Protocol):
         """Steps were journaled, or the run started or waits: refresh its status message."""
         ...
 
+    async def step_started(self, run_id: int, *, action: str | None = None) -> None:
+        """A step begins and may take a while: the model thinks (`action` None), or `action`
+        runs. Show it until the next step, the run waits, or its outcome is shown."""
+        ...
+
     async def approval_requested(self, approval_id: int) -> None:
         """An action waits for a human: show it with Approve and Deny."""
         ...

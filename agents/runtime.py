@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from agents.actions.registry import Registry
 from agents.config import AgentConfig, Config
@@ -13,6 +14,9 @@ from agents.model import Planner
 from agents.ports import Chat, Reporter, Roles
 from agents.redaction import Redactor
 from storage.engine import Database
+
+if TYPE_CHECKING:  # agents.dryrun builds a runtime of its own
+    from agents.dryrun import DryRun
 
 
 @dataclass
@@ -58,3 +62,7 @@ class Runtime:
     def chat_for(self, team_id: str) -> Chat:
         """How Slack actions of a run in workspace `team_id` post and delete messages."""
         return self.chats(team_id) if self.chats is not None else self.chat
+
+    dry_run: DryRun | None = None
+    """Set for `chatops replay` and `chatops eval` (agents.dryrun): the executor answers every
+    call from it instead of running the action, and asks nobody for approval."""

@@ -21,9 +21,12 @@ from bot.surface import OneSurface, Surface, Surfaces, UserInfo, UserLookupFaile
 from storage import audit, requests, roles
 from storage.clock import now
 from storage.engine import Database
+from storage.models import Approval
 
 log = logging.getLogger(__name__)
 
+DECISIONS = ("approve", "deny")
+"""Verbs an approval's own policy authorizes (`Authority.decision_refusal`), not control.admins."""
 USER_LOOKUP_SECONDS = 2.0  # users.info must not hold the ack past Slack's 3 s
 
 
@@ -79,9 +82,36 @@ class Authority:
             log.warning("pause from %s accepted unverified: users.info failed", user_id)
             return None
         reason = standing.reason
+        # Who may decide an approval is its own policy's question (`decision_refusal`): its
+        # approvers may decide without being admins. Guests and strangers never may (above).
+        if verb in DECISIONS:
+            return reason
         if reason is None and self.config.control.admins and user_id not in self.config.control.admins:
             reason = "only the agents' admins (control.admins) can control agents"
         return reason
+
+    def decision_refusal(
+        self, user_id: str, approval: Approval, *, requester: str, approve: bool, decided: list[str]
+    ) -> str | None:
+        """Why this full member of the team may not decide this approval, or None: its approval
+        policy (kept with it when it was asked for) says who may, whether the requester may
+        approve their own run's action, and that each approver counts once.
+
+        `decided`: who decided on it already.
+        """
+        approvers = approval.approvers or []
+        admins = self.config.control.admins
+        if approvers and user_id not in approvers:
+            return f"only {_names(approvers)} can decide {approval.action} (its approvers)"
+        if not approvers and admins and user_id not in admins:
+            return "only the agents' admins (control.admins) can control agents"
+        if approve and not approval.self_approval and user_id == requester:
+            return (
+                "you asked for this run, and its actions need someone else's approval (self_approval = false)"
+            )
+        if user_id in decided:
+            return f"you already decided on it; {approval.needed} different people must approve it"
+        return None
 
     async def not_a_member(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str | None:
         """Why this user is not (or is not known to be) a full member of the workspace, or None."""
@@ -122,16 +152,19 @@ class Authority:
             )
         return Standing(reason is None, reason)
 
-    async def refused(self, user_id: str, verb: str, reason: str, *, team_id: str = "") -> Reply:
-        """Refuse a person who may not control agents (audited); only they see why."""
+    async def refused(
+        self, user_id: str, verb: str, reason: str, *, target: str | None = None, team_id: str = ""
+    ) -> Reply:
+        """Refuse a person who may not control agents, or not decide this approval (`target`)
+        (audited); only they see why."""
         async with self.db.write() as session:
             await audit.record(
                 session=session,
                 team_id=self.surfaces.owner(team_id),
                 actor=user_id,
                 action="refused",
-                target=verb,
-                detail=reason,
+                target=target or verb,
+                detail=f"{verb}: {reason}" if target else reason,
             )
         log.info("refused %s from %s: %s", verb, user_id, reason)
         return Reply(refusal(user_id, verb, reason), private=True)
@@ -174,6 +207,11 @@ async def not_here(
     )
     log.info("refused %s of %s #%s from %s: %s", verb, kind, number, user_id, why)
     return Reply(f"There is no {kind} #{number} here.", private=True)
+
+
+def _names(users: list[str]) -> str:
+    names = [f"<@{u}>" for u in users]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + f" or {names[-1]}"
 
 
 def _refusal(info: UserInfo | None, *, team_id: str) -> str | None:

@@ -50,6 +50,18 @@ DESCRIPTIONS = {
         "date and channel unless --force). Without SLACK_BOT_TOKEN it is printed instead."
     ),
     "migrate": "Create or upgrade the database schema at DATABASE_URL; an existing database keeps its data.",
+    "replay": (
+        "Run a recorded run's request again against the configuration of now (or --config FILE, "
+        "or another --model), in a dry run: the real planner (OPENAI_API_KEY, else the offline "
+        "planner) and loop on a throwaway database, where a call the recorded run made gets the "
+        "result it got then and any other call is not run. Prints both runs' tool calls side by "
+        "side. The database at DATABASE_URL is only read; nothing reaches Slack."
+    ),
+    "eval": (
+        "Run a file of cases (a request, the tool calls it should make or must not) in a dry run "
+        "and print a score table; exit status 1 when a case fails. evals/builtin.toml is a set "
+        "for the built-in actions. No action is run, no database but a throwaway one is written."
+    ),
 }
 
 
@@ -90,6 +102,15 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("--force", action="store_true", help="post again even if already posted")
     command("migrate", "create or upgrade the database schema")
+    replay = command("replay", "run a recorded request again, in a dry run, and compare its tool calls")
+    replay.add_argument("run", type=_run_number, metavar="RUN", help="the run's number (as in `run #12`)")
+    evaluate = command("eval", "score a file of cases, in a dry run")
+    evaluate.add_argument("file", metavar="FILE", help="a TOML file of [[cases]] (see evals/builtin.toml)")
+    for dry in (replay, evaluate):
+        dry.add_argument("--model", default=None, metavar="M", help="every agent's model, instead of its own")
+        dry.add_argument(
+            "--config", default=None, metavar="FILE", help="this configuration instead of CHATOPS_CONFIG's"
+        )
     return parser
 
 
@@ -114,10 +135,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chatops {command}: {problem}", file=sys.stderr)
         return 2
     try:
-        quiet = command == "console" or (
+        quiet = command in ("console", "replay", "eval") or (
             command == "run" and not (settings.slack_http or settings.slack_socket or settings.slack_oauth)
         )
-        config = load_config(settings.config_path())  # fail before anything starts
+        chosen = getattr(args, "config", None)  # replay and eval may try another configuration
+        config = load_config(chosen or settings.config_path())  # fail before anything starts
         logs.setup(quiet=quiet, redactor=redactor_for(settings, config))
     except ConfigError as e:
         print(f"chatops: {e}", file=sys.stderr)
@@ -163,6 +185,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(runner.migrate(settings))
     if command == "summary":
         return _run(runner.summary(settings, day=args.date, force=args.force))
+    if command == "replay":
+        return _run(runner.replay(settings, config, run_id=args.run, model=args.model))
+    if command == "eval":
+        return _run(runner.evaluate(settings, config, path=args.file, model=args.model))
     parser.error(f"unknown command {command}")
     return 2
 
@@ -196,6 +222,14 @@ def _day(text: str) -> date:
     except ValueError:
         pass
     raise argparse.ArgumentTypeError(f"expected a date as YYYY-MM-DD, got {text!r}")
+
+
+def _run_number(text: str) -> int:
+    """A run's number: `12` or `#12`."""
+    number = text.removeprefix("#")
+    if not number.isdigit() or int(number) < 1:
+        raise argparse.ArgumentTypeError(f"expected a run number like 12, got {text!r}")
+    return int(number)
 
 
 def _version() -> str:

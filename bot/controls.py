@@ -10,7 +10,11 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from datetime import date
+from zoneinfo import ZoneInfo
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from agents import budget
 from agents.config import Config
 from bot import control_messages as say
 from bot import places
@@ -21,10 +25,10 @@ from bot.places import Scope, Where
 from bot.presenter import Presenter
 from bot.summary import Summaries
 from bot.surface import OneSurface, Surface, Surfaces
-from storage import approvals, audit, cases, controls, journal, runs
+from storage import approvals, audit, cases, controls, journal, requests, runs, spend
 from storage.controls import ALL
 from storage.engine import Database
-from storage.models import ApprovalStatus, RunStatus, WaitKind
+from storage.models import Approval, ApprovalStatus, RunStatus, WaitKind
 
 log = logging.getLogger(__name__)
 
@@ -207,11 +211,11 @@ class Controls:
         """Lift the pauses of `scope` in workspace `team_id` (its own: a workspace does not lift
         a pause of every workspace); `asked_in`: the team asked from, to say what still holds."""
         async with self.db.write() as session:
-            if scope == ALL:
-                flags = await controls.all_controls(session=session, team_id=team_id)
-                scopes = [c.scope for c in flags if c.paused and c.team_id == team_id]
-            else:
-                scopes = [scope]
+            # Read before set_paused changes them (the rows are the session's own objects). A
+            # workspace lifts its own pauses, not those of every workspace.
+            flags = await controls.all_controls(session=session, team_id=team_id)
+            paused = {c.scope: c.reason for c in flags if c.paused and c.team_id == team_id}
+            scopes = list(paused) if scope == ALL else [scope]
             changed = [
                 s
                 for s in scopes
@@ -219,6 +223,9 @@ class Controls:
                     session=session, scope=s, paused=False, by_user=user_id, team_id=team_id
                 )
             ]
+            # An agent that paused itself at its daily cap would pause again at its next step:
+            # a person's resume lets it spend another cap's worth today (agents.budget).
+            room = [await self._more_room(session, s) for s in changed if paused.get(s) == budget.CAP_REASON]
             requeued = await runs.requeue_waiting(
                 session=session,
                 kind=WaitKind.paused,
@@ -242,8 +249,29 @@ class Controls:
                     still = " (all agents are still paused: `resume all` lifts that)"
         return Reply(
             f":arrow_forward: {what} resumed by <@{user_id}> at {say.clock()}{still}. "
-            f"{len(requeued)} waiting run{'s continue' if len(requeued) != 1 else ' continues'}.",
+            f"{len(requeued)} waiting run{'s continue' if len(requeued) != 1 else ' continues'}."
+            + "".join(room),
             public=True,
+        )
+
+    async def _more_room(self, session: AsyncSession, agent: str) -> str:
+        """Another cap's worth of spend today for an agent that paused itself at its cap; says so."""
+        config = self.config.agent(agent)
+        if config is None or config.max_cost_per_day is None:
+            return ""
+        cap = config.max_cost_per_day
+        day = budget.today(ZoneInfo(self.config.summary.timezone))
+        limit = await spend.allow_more(session=session, agent=agent, day=day, cap=cap)
+        await audit.record(
+            session=session,
+            actor="system",
+            action="budget",
+            target=f"agent:{agent}",
+            detail=f"${limit:,.2f} on {day}",
+        )
+        return (
+            f" *{agent}* had paused itself at its daily cap (max_cost_per_day ${cap:,.2f}): it may spend "
+            f"another ${cap:,.2f} today (${limit:,.2f} in all); raise max_cost_per_day to change the cap."
         )
 
     async def _continue_stopped(self, user_id: str, where: Where) -> Reply | None:
@@ -309,33 +337,94 @@ class Controls:
         )
 
     async def decide(self, user_id: str, approval_id: int, *, approve: bool, where: Where) -> Reply:
-        """Approve or deny, from the approval's own Approve/Deny message only."""
+        """Approve or deny, from the approval's own Approve/Deny message only, as its policy says:
+        its approvers (default: whoever may control agents), the requester only when
+        `self_approval` allows, and `needed` different people to approve (one Deny is final).
+        Every decision and every refusal is audited."""
         verb = "approve" if approve else "deny"
-        status = ApprovalStatus.approved if approve else ApprovalStatus.denied
         await places.until_posted(self.db, lambda session: places.approval_posting(session, approval_id))
+        refused: str | None = None
         async with self.db.write() as session:
             approval = await places.approval_here(session, approval_id, where)
             if approval is None:
                 why = f"not the approval of message {where.message_ts} in {where.channel_id}"
                 team = self.surfaces.owner(where.team_id)
                 return await not_here(session, user_id, verb, "approval", approval_id, why, team_id=team)
-            if not await approvals.decide(
-                session=session, approval_id=approval_id, status=status, by_user=user_id
-            ):
+            # Locked: two people deciding at once are counted one after the other.
+            approval = await approvals.lock_approval(session=session, approval_id=approval_id)
+            assert approval is not None
+            if approval.status != ApprovalStatus.pending:
                 return Reply(f"Already decided: {approval.status}.")
-            await runs.requeue(session=session, run_id=approval.run_id)
-            await audit.record(
-                session=session,
-                team_id=self.surfaces.owner(where.team_id),
-                actor=user_id,
-                action=verb,
-                target=f"approval:{approval_id}",
-                detail=f"run #{approval.run_id}: {approval.action}",
+            run = await runs.get_run(session=session, run_id=approval.run_id)
+            request = await requests.get_request(session=session, request_id=run.request_id) if run else None
+            earlier = await approvals.decisions(session=session, approval_id=approval_id)
+            refused = self.authority.decision_refusal(
+                user_id,
+                approval,
+                requester=request.user_id if request else "",
+                approve=approve,
+                decided=[d.user_id for d in earlier],
             )
-        self.wake()
+            if refused is None:
+                reply, done = await self._decide(
+                    session, user_id, approval, approve=approve, earlier=len(earlier)
+                )
+        if refused is not None:
+            return await self.authority.refused(
+                user_id, verb, refused, target=f"approval:{approval_id}", team_id=where.team_id
+            )
+        if done:
+            self.wake()
         await self.presenter.approval_decided(approval_id)
+        return reply
+
+    async def _decide(
+        self, session: AsyncSession, user_id: str, approval: Approval, *, approve: bool, earlier: int
+    ) -> tuple[Reply, bool]:
+        """Record one person's decision (in the caller's transaction, the approval locked); True
+        when it decides the approval (a Deny, or the last approval needed) and the run goes on."""
+        assert approval.id is not None
+        verb = "approve" if approve else "deny"
+        await approvals.record_decision(
+            session=session, approval_id=approval.id, user_id=user_id, decision=verb
+        )
+        approved = earlier + 1  # those before were approvals: a deny would have decided it
+        done = not approve or approved >= approval.needed
+        count = f" ({approved} of {approval.needed})" if approve and approval.needed > 1 else ""
+        run = await runs.get_run(session=session, run_id=approval.run_id)
+        await audit.record(
+            session=session,
+            team_id=self.surfaces.owner(run.team_id if run else ""),
+            actor=user_id,
+            action=verb,
+            target=f"approval:{approval.id}",
+            detail=f"run #{approval.run_id}: {approval.action}{count}",
+        )
+        if not done:
+            left = approval.needed - approved
+            return (
+                Reply(
+                    f"{approval.action} for run #{approval.run_id}: approved by <@{user_id}>{count}; "
+                    f"it waits for {left} more approver{'s' * (left != 1)}."
+                ),
+                False,
+            )
+        status = ApprovalStatus.approved if approve else ApprovalStatus.denied
+        await approvals.decide(session=session, approval_id=approval.id, status=status, by_user=user_id)
+        await runs.requeue(session=session, run_id=approval.run_id)
+        if approvals.is_budget(approval):
+            terms = approval.arguments or {}
+            more, used = int(terms.get("more") or 0), int(terms.get("used") or 0)
+            if approve:
+                text = (
+                    f"Run #{approval.run_id} continues at the request of <@{user_id}>, with another "
+                    f"{more:,} tokens (up to {used + more:,})."
+                )
+            else:
+                text = f"Run #{approval.run_id} stops at its token budget, at the request of <@{user_id}>."
+            return Reply(text), True
         verbed = "approved" if approve else "denied"
-        return Reply(f"{approval.action} for run #{approval.run_id} {verbed} by <@{user_id}>.")
+        return Reply(f"{approval.action} for run #{approval.run_id} {verbed} by <@{user_id}>{count}."), True
 
     async def expire_approvals(self) -> int:
         """Expire approvals past their deadline; their runs fail (with rollback per policy)."""

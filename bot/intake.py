@@ -21,7 +21,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from agents import metrics
 from agents.config import Config
 from bot.presenter import Presenter
-from storage import requests, steering
+from storage import assistant_threads, requests, steering
 from storage.engine import Database
 from storage.models import RequestBase, Run
 
@@ -109,6 +109,7 @@ class Intake:
         """Persist the request and queue its run. None if this was already taken."""
         thread_ts = m.thread_ts or m.ts
         role = await self.role_of(m.user_id, team_id=m.team_id, user_team=m.user_team)
+        viewing = await self._viewing(m) if m.channel_type == "im" and m.thread_ts else None
         request = RequestBase(
             source=m.source,
             kind=kind,
@@ -121,6 +122,7 @@ class Intake:
             text=_clean(m.text)[:MAX_TEXT],
             agent=agent,
             requester_role=role,
+            context_channel_id=viewing,
         )
         in_thread = m.via != "command" and m.thread_ts is not None and m.thread_ts != m.ts
         async with self.db.write(urgent=True) as session:
@@ -147,6 +149,16 @@ class Intake:
         self.on_queued()
         self.presenter.announce(run.id)
         return Accepted(run.id, agent)
+
+    async def _viewing(self, m: Incoming) -> str | None:
+        """In a thread of the app's assistant container: the channel the person is viewing, as
+        Slack last said (bot.agent_view)."""
+        async with self.db.read() as session:
+            context = await assistant_threads.context_of(
+                session=session, channel_id=m.channel_id, thread_ts=m.thread_ts or m.ts
+            )
+        channel = (context or {}).get("channel_id")
+        return channel[:32] if isinstance(channel, str) and channel else None
 
     async def _run_to_steer(self, session: AsyncSession, request: RequestBase) -> Run | None:
         """The thread's run in flight this reply steers, or None (then it is a request of its own).

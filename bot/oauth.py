@@ -39,6 +39,7 @@ log = logging.getLogger(__name__)
 
 BOT_SCOPES = (
     "app_mentions:read",
+    "assistant:write",
     "channels:history",
     "groups:history",
     "im:history",

@@ -1,12 +1,14 @@
-"""Presenting runs in their Slack thread: one status message, edited; one outcome reply.
+"""Presenting runs in their Slack thread: one status message, edited; the thread's loading
+status while a step runs (bot.loading); one outcome reply, its answer streamed (bot.outcome).
 
 The presenter implements `agents.ports.Reporter`. It renders from storage, never
-from what it was told, so any process can refresh any run and the message always
-shows the journal. A status message is never edited within `edit_interval` of its
-post or previous edit, whoever asks (Slack allows about one edit per second in a
-thread); the edits in between are coalesced. The outcome is always delivered (a failed
-post is retried by `redeliver`). At most two announcements are in flight, so a burst of
-requests does not crowd the event loop the acks run on.
+from what it was told (only the loading status takes the step it is told of), so any
+process can refresh any run and the message always shows the journal. A status message
+is never edited within `edit_interval` of its post or previous edit, whoever asks (Slack
+allows about one edit per second in a thread); the edits in between are coalesced. The
+outcome is always delivered (a failed post is retried by `redeliver`). At most two
+announcements are in flight, so a burst of requests does not crowd the event loop the
+acks run on.
 """
 
 from __future__ import annotations
@@ -18,9 +20,11 @@ from collections import defaultdict
 from collections.abc import Awaitable, Coroutine
 from typing import TypeVar
 
+from bot import outcome
 from bot.approval_messages import ApprovalMessages, is_ts
+from bot.loading import REFRESH, LoadingStatus, Where
 from bot.render import Message, escape, render
-from bot.run_view import FINAL_REACTION, OFFLINE, RunView, final_reaction, run_link
+from bot.run_view import FINAL_REACTION, RunView, final_reaction, loading_status, run_link
 from bot.surface import OneSurface, Surface, Surfaces
 from storage import approvals, controls, journal, requests, runs, steering
 from storage.engine import Database
@@ -49,13 +53,29 @@ def _opener(view: RunView) -> str:
 
 class Presenter:
     def __init__(
-        self, db: Database, surface: Surface, *, edit_interval: float = 1.0, surfaces: Surfaces | None = None
+        self,
+        db: Database,
+        surface: Surface,
+        *,
+        edit_interval: float = 1.0,
+        loading: bool = True,
+        loading_refresh: float = REFRESH,
+        stream_answers: bool = True,
+        surfaces: Surfaces | None = None,
     ) -> None:
         self.db = db
         self.surface = surface
         self.surfaces = surfaces or OneSurface(surface)
         """Each run is shown through the surface of its own workspace (`for_team(run.team_id)`)."""
         self.edit_interval = edit_interval
+        self._teams: dict[int, str] = {}  # the workspace of each run shown (its loading status's)
+        self.loading = LoadingStatus(
+            surface, self._thread_of, refresh=loading_refresh, enabled=loading, surface_of=self._surface_of
+        )
+        """The thread's loading status while a step runs (bot.loading)."""
+        self.stream_answers = stream_answers
+        """Stream a language model's answer into the outcome (bot.outcome)."""
+        self._customer: dict[int, bool] = {}  # runs shown in a customer's thread
         self._last_edit: dict[int, float] = {}
         self._last_text: dict[int, str] = {}
         self._pending: dict[int, asyncio.Task[None]] = {}
@@ -72,6 +92,14 @@ class Presenter:
         when an edit is allowed, without holding up the worker until then."""
         if await self._safely(self._refresh(run_id, only_open=True)) is None:
             await self.run_progressed(run_id)
+
+    async def step_started(self, run_id: int, *, action: str | None = None) -> None:
+        """The thread's loading status says what the step does, soon (the worker goes on)."""
+        try:
+            status = loading_status(action, customer=self._customer.get(run_id, True))
+            self.loading.show(run_id, status)
+        except Exception:  # broad on purpose: presenting never breaks the runtime
+            log.exception("showing the step of run #%s failed", run_id)
 
     async def run_progressed(self, run_id: int) -> None:
         if run_id in self._pending:
@@ -94,7 +122,12 @@ class Presenter:
     async def _finish(self, run_id: int) -> None:
         try:
             view = await self._safely(self._refresh(run_id))
-            await self._safely(self._deliver_outcome(run_id, view))
+            showing = await self.loading.replied(run_id)
+            posted = await self._safely(self._deliver_outcome(run_id, view))
+            if showing is not None and not posted:  # no reply cleared the loading status
+                await self._safely(
+                    self._surface_of(run_id).set_status(channel=showing[0], thread_ts=showing[1], status="")
+                )
         finally:
             self._forget(run_id)
 
@@ -136,9 +169,12 @@ class Presenter:
         return len(ids) + len(approval_ids) + len(stale)
 
     async def drain(self) -> None:
-        """Wait for scheduled refreshes and announcements (console exit, tests)."""
+        """Wait for scheduled refreshes, announcements and loading statuses (console exit, tests);
+        loading statuses are not refreshed after."""
         while self._pending or self._background:
             await asyncio.gather(*self._pending.values(), *self._background, return_exceptions=True)
+        await self.loading.idle()
+        self.loading.close()
 
     # Internals ----------------------------------------------------------------
 
@@ -175,6 +211,7 @@ class Presenter:
         paused_by = None if pause is None else ("all agents are" if pause.scope == "*" else f"{run.agent} is")
         if request is None:
             return None
+        self._teams[run_id] = run.team_id
         return RunView(run, request, steps, paused_by, behind, steered, child, parent)
 
     def _status_message(self, view: RunView) -> Message:
@@ -214,6 +251,11 @@ class Presenter:
             if view is None:
                 return None
             run = view.run
+            self._customer[run_id] = view.customer
+            if is_ts(run.thread_ts):
+                self.loading.seen(run_id, (run.channel_id, run.thread_ts))
+            if run.status in (RunStatus.queued, RunStatus.waiting):
+                self.loading.clear(run_id)  # it stopped to wait: nothing is loading
             if run.status_ts == PENDING:
                 return None  # another process is posting the first message
             if run.status_ts is None:
@@ -274,27 +316,25 @@ class Presenter:
         self._last_text[run.id] = message.text
         return True
 
-    async def _deliver_outcome(self, run_id: int, view: RunView | None = None) -> None:
+    async def _deliver_outcome(self, run_id: int, view: RunView | None = None) -> bool:
         """The outcome reply, exactly once; for an undone run, the undo report, exactly once.
+        True when this call posted it (bot.outcome).
 
         `view`: the run as `_refresh` just loaded it, final (saves loading it again).
         """
         if view is None:
             view = await self._load(run_id)
         if view is None or view.run.status not in FINAL_REACTION or not is_ts(view.run.thread_ts):
-            return
+            return False
         field = "undo_ts" if view.run.undone_by else "outcome_ts"
         async with self.db.write() as session:
             if not await runs.claim_message(session=session, run_id=run_id, field=field):
-                return
-        message = self._undo_message(view) if view.run.undone_by else self._outcome_message(view)
+                return False
+        undone = bool(view.run.undone_by)
+        message = outcome.undo_message(view) if undone else outcome.outcome_message(view)
+        stream = self.stream_answers and not undone and outcome.streams(view)
         try:
-            ts = await self.surfaces.for_team(view.run.team_id).post(
-                channel=view.run.channel_id,
-                text=message.text,
-                blocks=message.blocks,
-                thread_ts=view.run.thread_ts,
-            )
+            ts = await outcome.deliver(self.surfaces.for_team(view.run.team_id), view, message, stream=stream)
         except BaseException:
             async with self.db.write() as session:
                 await runs.set_message_ts(session=session, run_id=run_id, field=field, ts=None)
@@ -304,26 +344,7 @@ class Presenter:
             if field == "undo_ts" and view.run.outcome_ts is None:  # undone before it had an outcome
                 await runs.set_message_ts(session=session, run_id=run_id, field="outcome_ts", ts=ts)
         await self._react(view.run, view.request, final_reaction(view.run))
-
-    def _undo_message(self, view: RunView) -> Message:
-        run = view.run
-        header = (
-            f":leftwards_arrow_with_hook: Undo of run #{run.id} ({run.agent}), asked by <@{run.undone_by}>."
-        )
-        report = (run.error or "").strip() or "There was nothing to reverse."
-        text = f"{header}\n{report}"
-        return render(
-            "outcome.json.j2",
-            text=text,
-            header=header,
-            answer="",
-            done=[],
-            proposed=[],
-            problem=report,
-            undoable=False,
-            run=run,
-            footer=view.footer(),
-        )
+        return True
 
     # Approvals ------------------------------------------------------------------
 
@@ -333,39 +354,6 @@ class Presenter:
     async def approval_decided(self, approval_id: int) -> None:
         """Replace the Approve/Deny buttons with the decision."""
         await self._safely(self.approvals.update(approval_id))
-
-    def _outcome_message(self, view: RunView) -> Message:
-        run = view.run
-        header = view.header()
-        answer = (run.outcome or "").strip()
-        if run.planner == OFFLINE and answer and "offline planner" not in answer:
-            answer = f"(offline planner) {answer}"
-        problem = (run.error or "").strip()
-        done = view.done()
-        proposed = view.proposed()
-        refused = view.not_for_customers()
-        sections = [
-            header,
-            answer,
-            "What was done:\n" + "\n".join(done) if done else "",
-            "Proposed, not done:\n" + "\n".join(proposed) if proposed else "",
-            "Not done, only the team can:\n" + "\n".join(refused) if refused else "",
-            problem,
-        ]
-        text = "\n".join(x for x in sections if x)
-        return render(
-            "outcome.json.j2",
-            text=text,
-            header=header,
-            answer=answer,
-            done=done,
-            problem=problem,
-            proposed=proposed,
-            refused=refused,
-            undoable=view.undoable(),
-            run=run,
-            footer=view.footer(),
-        )
 
     async def _react(self, run: Run, request: Request, name: str) -> None:
         if request.kind == "command":
@@ -387,9 +375,23 @@ class Presenter:
             log.exception("presenting a run failed")
             return None
 
+    async def _thread_of(self, run_id: int) -> Where | None:
+        """The run's thread, for a loading status of a run this process has not shown yet."""
+        async with self.db.read() as session:
+            run = await runs.get_run(session=session, run_id=run_id)
+        if run is None or not is_ts(run.thread_ts):
+            return None
+        self._teams[run_id] = run.team_id
+        return run.channel_id, run.thread_ts
+
+    def _surface_of(self, run_id: int) -> Surface:
+        """The surface of the run's workspace, as last loaded (none known: no workspace's)."""
+        return self.surfaces.for_team(self._teams.get(run_id, ""))
+
     def _forget(self, run_id: int) -> None:
-        for d in (self._last_edit, self._last_text):
+        for d in (self._last_edit, self._last_text, self._customer, self._teams):
             d.pop(run_id, None)
+        self.loading.forget(run_id)
         lock = self._locks.get(run_id)
         if lock is not None and not lock.locked():
             self._locks.pop(run_id, None)

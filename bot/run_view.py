@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from bot.loading import THINKING
 from bot.render import escape
 from storage.models import Request, Run, RunStatus, Step, StepKind, StepStatus
 
@@ -34,6 +35,16 @@ FINAL_REACTION = {
     RunStatus.rolled_back: "leftwards_arrow_with_hook",
     RunStatus.cancelled: "no_entry_sign",
 }
+
+
+def loading_status(action: str | None, *, customer: bool) -> str:
+    """The thread's loading status while a step runs (bot.loading): the model thinks (`action`
+    None) or an action runs. Slack shows it after the app's name."""
+    if action is None:
+        return THINKING
+    if action.startswith(HANDOFF):
+        return "is asking the team…" if customer else f"is handing this to {action.removeprefix(HANDOFF)}…"
+    return f"is running {action}…"
 
 
 def final_reaction(run: Run) -> str:

@@ -13,6 +13,7 @@ from aiohttp import web
 from slack_bolt.async_app import AsyncApp
 
 from agents.config import Config, load_config
+from agents.model import Planner
 from agents.redaction import Redactor
 from bot.http import build_web_app
 from bot.oauth import OAuth, app_client
@@ -306,6 +307,71 @@ async def summary(settings: Settings, *, day: date | None, force: bool) -> int:
     finally:
         await services.close()
     return 0
+
+
+async def replay(settings: Settings, config: Config, *, run_id: int, model: str | None) -> int:
+    """`chatops replay`: the recorded run beside a dry replay of its request (agents.replay)."""
+    from agents.dryrun import DryDesk, without_budgets
+    from agents.replay import ReplayError
+    from agents.replay import replay as replay_run
+    from bot.replays import replay_text
+    from bot.services import planner_factory
+
+    db = Database(settings.database_url, pooled=False)
+    dry = without_budgets(config, model)
+    planner_for, close = planner_factory(settings, dry)
+    redactor = redactor_for(settings, config)
+    try:
+        await db.check_schema()
+        async with DryDesk.open(dry, planner_for, redactor) as desk:
+            done = await replay_run(db, run_id, desk)
+            agent = dry.agent(done.original.agent)
+            assert agent is not None
+            planner = _planner_label(planner_for(agent), model)
+        print(replay_text(done, planner=planner, redactor=redactor))
+        return 0
+    except (SchemaOutOfDate, ReplayError) as e:
+        return _refuse(e)
+    finally:
+        if close is not None:
+            await close()
+        await db.dispose()
+
+
+async def evaluate(settings: Settings, config: Config, *, path: str, model: str | None) -> int:
+    """`chatops eval`: every case of the file in a dry run, and a score table (agents.evals).
+    Exit status 1 when a case fails."""
+    from agents.dryrun import DryDesk, without_budgets
+    from agents.errors import ConfigError
+    from agents.evals import evaluate as evaluate_suite
+    from agents.evals import load_suite
+    from bot.replays import eval_text
+    from bot.services import planner_factory
+
+    try:
+        suite = load_suite(path, config)
+    except ConfigError as e:
+        print(f"chatops: {e}", file=sys.stderr)
+        return 2
+    dry = without_budgets(config, model)
+    planner_for, close = planner_factory(settings, dry)
+    redactor = redactor_for(settings, config)
+    try:
+        async with DryDesk.open(dry, planner_for, redactor) as desk:
+            scored = await evaluate_suite(suite, desk)
+        planner = _planner_label(planner_for(dry.default_agent), model)
+        print(eval_text(scored, planner=planner, source=path, redactor=redactor))
+        return 0 if all(s.passed for s in scored) else 1
+    finally:
+        if close is not None:
+            await close()
+
+
+def _planner_label(planner: Planner, model: str | None) -> str:
+    if planner.offline:
+        ignored = f"; --model {model} needs OPENAI_API_KEY" if model else ""
+        return f"the offline planner (no OPENAI_API_KEY{ignored})"
+    return f"model {planner.label}"
 
 
 async def _background(services: Services, *, workers: bool, scheduler: bool) -> None:

@@ -113,7 +113,15 @@ def build_services(
     redactor = redactor or redactor_for(settings, config)
     db = db or Database(settings.database_url)
     surfaces = surfaces or OneSurface(surface)  # many workspaces: bot.workspaces
-    presenter = Presenter(db, surface, edit_interval=settings.chatops_edit_interval, surfaces=surfaces)
+    presenter = Presenter(
+        db,
+        surface,
+        edit_interval=settings.chatops_edit_interval,
+        loading=settings.chatops_loading_status,
+        loading_refresh=settings.chatops_loading_refresh_seconds,
+        stream_answers=settings.chatops_stream_answers,
+        surfaces=surfaces,
+    )
     planner_for, close_model = planner_factory(settings, config)
     mcp = McpManager(config.mcp_servers)  # connects when started (bot/runner.py) or first needed
     runtime = Runtime(

@@ -38,6 +38,12 @@ class Settings(BaseSettings):
     chatops_poll_seconds: float = Field(default=1.0, gt=0)
     chatops_edit_interval: float = Field(default=1.0, ge=0)
     """Seconds between two edits of one thread's status message."""
+    chatops_loading_status: bool = True
+    """Show a run's step in its thread's loading status ("is running restart_service…")."""
+    chatops_loading_refresh_seconds: float = Field(default=90.0, gt=0, le=115)
+    """How often a long step's loading status is sent again (Slack drops it after 120 s)."""
+    chatops_stream_answers: bool = True
+    """Stream a language model's answer into the outcome reply (chat.startStream...)."""
     chatops_model_outage_minutes: float = Field(default=10.0, ge=0)
     """How long a run waits out an unreachable model server before it fails."""
     chatops_max_crashes: int = Field(default=3, ge=1, le=100)

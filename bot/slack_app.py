@@ -14,15 +14,18 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from slack_bolt.async_app import AsyncApp
+from slack_bolt.async_app import AsyncApp, AsyncAssistant
 from slack_bolt.authorization import AuthorizeResult
 from slack_bolt.logger import get_bolt_logger
 from slack_bolt.logger.messages import warning_client_prioritized_and_token_skipped
 from slack_sdk.web.async_client import AsyncWebClient
 
+from agents.actions.registry import Registry
 from agents.redaction import Redactor
+from bot import agent_view
 from bot.commands import Command, near_miss, parse
 from bot.controls import Controls, Reply
+from bot.feedback import Votes
 from bot.intake import Incoming, Intake, command_ts
 from bot.places import Scope, Where
 from bot.redaction import RedactingApp
@@ -138,6 +141,44 @@ def build_app(
         await ack()
         await _button(controls, body, action, context)
 
+    votes = Votes(controls.db, owner=controls.surfaces.owner)
+
+    @app.action("chatops_feedback")
+    async def on_feedback(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
+        """A Good or Bad vote under an outcome: counted only from the run's own message."""
+        await ack()
+        user_id = (body.get("user") or {}).get("id") or ""
+        where = _clicked(body, context)
+        reply = await votes.vote(user_id, str(action.get("value") or ""), where=where)
+        await controls.surfaces.for_team(where.team_id).post_ephemeral(
+            channel=where.channel_id, user=user_id, text=reply.text, thread_ts=where.thread_ts
+        )
+
+    registry = Registry(controls.config)
+    contexts = agent_view.ThreadContexts(controls.db)
+    assistant = AsyncAssistant(thread_context_store=contexts)
+
+    @assistant.thread_started
+    async def on_assistant_thread(payload: dict[str, Any], set_suggested_prompts: Any, context: Any) -> None:
+        """A person opened a thread with the app (its assistant container): keep where they are,
+        and suggest what to ask, from what the default agent can do for them."""
+        found = agent_view.thread_context(payload)
+        if found is None:
+            return
+        channel, thread_ts, where = found
+        user_id = str((payload.get("assistant_thread") or {}).get("user_id") or "")
+        await contexts.save(channel_id=channel, thread_ts=thread_ts, context=where)
+        role = await controls.role_of(user_id, team_id=context.team_id or "") if user_id else "customer"
+        prompts = agent_view.suggested_prompts(controls.config, registry, customer=role != "member")
+        if not prompts:
+            return
+        try:
+            await set_suggested_prompts(prompts=prompts, title=agent_view.prompts_title(controls.config))
+        except Exception as e:  # broad on purpose: prompts are a suggestion; Slack must not retry
+            log.warning("suggested prompts for %s/%s failed: %s", channel, thread_ts, e)
+
+    app.assistant(assistant)
+
     if listeners is not None:
         listeners(app)
 
@@ -239,6 +280,19 @@ async def _take(
         )
     else:
         await surface.post(channel=m.channel_id, text=reply.text, thread_ts=m.thread_ts or m.ts)
+
+
+def _clicked(body: dict[str, Any], context: Any) -> Where:
+    """Where a button was clicked: the message (and its thread) in its workspace's channel."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    return Where(
+        context.team_id or (body.get("team") or {}).get("id") or "",
+        (body.get("channel") or {}).get("id") or container.get("channel_id") or "",
+        message.get("thread_ts") or container.get("thread_ts"),
+        message_ts=container.get("message_ts") or message.get("ts"),
+        ephemeral=bool(container.get("is_ephemeral")),
+    )
 
 
 async def _button(controls: Controls, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:

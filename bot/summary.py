@@ -13,6 +13,7 @@ import logging
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from agents.budget import cost
 from agents.config import Config
 from bot.render import Message, render
 from bot.surface import OneSurface, Surface, Surfaces
@@ -161,6 +162,7 @@ class Summaries:
                 self._human(report),
                 self._controls(report),
                 self._usage(report),
+                self._spend(report),
             )
             if s
         ]
@@ -207,7 +209,12 @@ class Summaries:
                 cancelled=day.cancelled,
                 in_flight=day.in_flight,
             )
-            lines.append(f"• *{day.agent}*: {day.runs} run{'s' * (day.runs != 1)}: {counts}")
+            votes = (
+                f" · voted :+1: {day.good_votes} :-1: {day.bad_votes}"
+                if day.good_votes or day.bad_votes
+                else ""
+            )
+            lines.append(f"• *{day.agent}*: {day.runs} run{'s' * (day.runs != 1)}: {counts}{votes}")
         return "\n".join(lines)
 
     def _cases(self, r: DayReport) -> str:
@@ -292,6 +299,39 @@ class Summaries:
         if priced:
             lines.append(f"• total cost: ${total:,.4f}")
         return "\n".join(lines)
+
+    def _spend(self, r: DayReport) -> str:
+        """Each agent's spend against its budgets (agents.budget): dollars of its daily cap, and
+        the runs that reached their token budget."""
+        budgeted = {a.name for a in self.config.agents if a.max_cost_per_day or a.max_tokens_per_run}
+        dollars: dict[str, float] = {}
+        tokens: dict[str, int] = {}
+        for agent, model, prompt, completion in r.spend:
+            dollars[agent] = dollars.get(agent, 0.0) + cost(self.config.prices.get(model), prompt, completion)
+            tokens[agent] = tokens.get(agent, 0) + prompt + completion
+        if not budgeted:
+            return ""
+        lines = ["*Spend against budget*"]
+        for agent in sorted(budgeted | set(tokens)):
+            cap, per_run = _budgets(self.config, agent)
+            spent = dollars.get(agent, 0.0)
+            line = f"• *{agent}*: ${spent:,.4f}"
+            line += f" of ${cap:,.2f} a day ({spent / cap:.0%})" if cap else " (no daily cap)"
+            line += f", {tokens.get(agent, 0):,} tokens"
+            if per_run:
+                asked = r.budget_asks.get(agent, 0)
+                line += (
+                    f"; {asked} run{'s' * (asked != 1)} reached {per_run:,} tokens and asked for more"
+                    if asked
+                    else f"; no run reached {per_run:,} tokens"
+                )
+            lines.append(line)
+        return "\n".join(lines)
+
+
+def _budgets(config: Config, agent: str) -> tuple[float | None, int | None]:
+    a = config.agent(agent)
+    return (a.max_cost_per_day, a.max_tokens_per_run) if a else (None, None)
 
 
 def _counts(

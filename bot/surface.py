@@ -29,6 +29,31 @@ from bot.redaction import RedactingWebClient
 log = logging.getLogger(__name__)
 
 GONE = {"message_not_found", "channel_not_found", "cant_delete_message"}
+# What Slack answers for a method this app cannot use here (an older workspace or plan, a scope
+# the app was not given): asked once, and then not again by this process.
+UNAVAILABLE = {
+    "unknown_method",
+    "method_deprecated",
+    "missing_scope",
+    "not_allowed",
+    "not_supported",
+    "feature_not_enabled",
+}
+STREAM_BUFFER = 256
+"""Characters of an answer gathered before each chat.appendStream (slack_sdk's default)."""
+
+
+class Unavailable(Exception):
+    """Slack does not offer this method to this app here; it is not asked again."""
+
+
+class StreamFailed(Exception):
+    """A streamed reply did not complete."""
+
+    def __init__(self, ts: str | None, reason: str) -> None:
+        super().__init__(reason)
+        self.ts = ts
+        """The reply as far as it was shown (to be replaced), or None when nothing was posted."""
 
 
 class UserLookupFailed(Exception):
@@ -94,6 +119,29 @@ class Surface(Protocol):
         it cannot say now."""
         ...
 
+    async def set_status(
+        self, *, channel: str, thread_ts: str, status: str, loading_messages: list[str] | None = None
+    ) -> None:
+        """The thread's loading status ("is thinking…"): shown until the app replies in the
+        thread, it is set to "" or two minutes pass. Raises Unavailable where Slack has none."""
+        ...
+
+    async def stream(
+        self,
+        *,
+        channel: str,
+        thread_ts: str,
+        markdown: str,
+        blocks: list[dict[str, Any]],
+        text: str,
+        recipient_team_id: str,
+        recipient_user_id: str,
+    ) -> str:
+        """A reply whose `markdown` appears as it is streamed, `blocks` (buttons...) attached when
+        it stops; returns its ts. `text`: the whole reply as text, for surfaces that show text.
+        Raises StreamFailed."""
+        ...
+
 
 class _CountingRateLimitHandler(AsyncRateLimitErrorRetryHandler):
     """Slack's 429 handling (sleep Retry-After, try again), counted for /metrics."""
@@ -134,6 +182,8 @@ class SlackSurface:
         ]
         self.on_failure = on_failure or (lambda: None)
         self._session: aiohttp.ClientSession | None = None
+        self.unavailable: set[str] = set()
+        """Methods Slack said this app cannot use here (UNAVAILABLE)."""
 
     def _keep_alive(self) -> None:
         """One HTTP session for every call, kept alive: without one, slack_sdk opens a new
@@ -238,6 +288,71 @@ class SlackSurface:
                 channel=channel, user=user, text=text, thread_ts=thread_ts, blocks=blocks
             ),
         )
+
+    async def set_status(
+        self, *, channel: str, thread_ts: str, status: str, loading_messages: list[str] | None = None
+    ) -> None:
+        self._keep_alive()  # the edits' client takes the session when its call starts
+        await self._optional(
+            "assistant.threads.setStatus",
+            # Decoration, like a status edit: a server error is not waited out.
+            lambda: self.edits.assistant_threads_setStatus(
+                channel_id=channel, thread_ts=thread_ts, status=status, loading_messages=loading_messages
+            ),
+        )
+
+    async def stream(
+        self,
+        *,
+        channel: str,
+        thread_ts: str,
+        markdown: str,
+        blocks: list[dict[str, Any]],
+        text: str,
+        recipient_team_id: str,
+        recipient_user_id: str,
+    ) -> str:
+        """Through slack_sdk's `chat_stream`: chat.startStream once the first STREAM_BUFFER
+        characters are gathered, chat.appendStream for each next ones, chat.stopStream with
+        the rest and `blocks`."""
+        if "chat.startStream" in self.unavailable:
+            raise StreamFailed(None, "Slack offers no streaming here")
+        self._keep_alive()
+        streamer = await self.client.chat_stream(
+            channel=channel,
+            thread_ts=thread_ts,
+            recipient_team_id=recipient_team_id,
+            recipient_user_id=recipient_user_id,
+            buffer_size=STREAM_BUFFER,
+        )
+
+        async def streamed() -> Any:
+            for line in markdown.splitlines(keepends=True):
+                await streamer.append(markdown_text=line)
+            return await streamer.stop(blocks=blocks)
+
+        try:
+            response = await self._call("chat.stream", streamed())
+        except Exception as e:  # broad on purpose: whatever broke the stream, the reply is delivered
+            reason = _code(e) if isinstance(e, SlackApiError) else type(e).__name__
+            if streamer.ts is None and reason in UNAVAILABLE:
+                self.unavailable.add("chat.startStream")
+                log.warning("Slack offers no streaming here (%s): outcomes are posted whole", reason)
+            raise StreamFailed(streamer.ts, reason) from e
+        return str(response.get("ts") or streamer.ts)
+
+    async def _optional(self, method: str, call: Callable[[], Awaitable[Any]]) -> Any:
+        """A call Slack may not offer here: once it says so (UNAVAILABLE), Unavailable without asking."""
+        if method in self.unavailable:
+            raise Unavailable(method)
+        try:
+            return await self._call(method, call())
+        except SlackApiError as e:
+            if _code(e) not in UNAVAILABLE:
+                raise
+            self.unavailable.add(method)
+            log.warning("Slack does not offer %s here (%s): not asked again", method, _code(e))
+            raise Unavailable(method) from None
 
     async def publish_home(self, *, user: str, view: dict[str, Any]) -> None:
         await self._call("views.publish", self.client.views_publish(user_id=user, view=view))

@@ -1,13 +1,14 @@
 """The watchdog: notices what nobody is there to notice, and says so once.
 
-Conditions: stuck runs, an agent's failure rate or undo rate over a window,
-repeated model failures, repeated Slack failures, an MCP server that is down. Each raises one alert in the
-alert channel until it clears (then a note says so). A crossed failure or undo
-rate pauses the agent (the circuit breaker); the alert says why and how to resume.
-With many workspaces, a condition of one workspace's runs (stuck, rates, crashes) is that
-workspace's: its alert goes to its own `[teams."T…"] alerts_channel` only, and its breaker
-pauses the agent there only; what concerns the whole process (the model, Slack, MCP servers)
-goes to the operator's `[alerts] channel` (in the workspace `[alerts] team`).
+Conditions: stuck runs, an agent's failure rate or undo rate over a window, a burst of
+Bad votes on an agent's answers, repeated model failures, repeated Slack failures, an MCP
+server that is down. Each raises one alert in the alert channel until it clears (then a note
+says so). A crossed failure or undo rate pauses the agent (the circuit breaker); the alert
+says why and how to resume.
+With many workspaces, a condition of one workspace's runs (stuck, rates, votes, crashes) is
+that workspace's: its alert goes to its own `[teams."T…"] alerts_channel` only, and its breaker
+pauses the agent there only; what concerns the whole process (the model, Slack, MCP servers,
+the daily cost cap) goes to the operator's `[alerts] channel` (in the workspace `[alerts] team`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,18 @@ import time
 from collections import deque
 from dataclasses import dataclass
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
+from sqlmodel.ext.asyncio.session import AsyncSession
+
+from agents import budget
 from agents.config import Config
 from agents.mcp import McpManager
 from bot.surface import OneSurface, Surface, Surfaces
-from storage import alerts, audit, controls
+from storage import alerts, audit, controls, feedback, spend
 from storage.clock import now
 from storage.engine import Database
-from storage.models import ACTIVE_STATUSES, Alert, RunStatus, WaitKind
+from storage.models import ACTIVE_STATUSES, Alert, RunStatus, Vote, WaitKind
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +160,12 @@ class Watchdog:
                             team,
                         )
                     )
+            voted = {
+                self.surfaces.owner(x) for x in await feedback.voted_teams(session=session, start=t - window)
+            }
+            for team in sorted(voted):
+                votes = await feedback.votes_by_agent(session=session, start=t - window, team_id=team or None)
+                found += self._negative(votes, team)
             for members in await alerts.stalled_cases(
                 session=session, before=t - timedelta(minutes=cfg.stuck_minutes)
             ):
@@ -182,6 +193,7 @@ class Watchdog:
                         team_id=self.surfaces.owner(run.team_id),
                     )
                 )
+            found += await self._capped(session)
             model_failures = await alerts.model_failures_since(session=session, since=t - window)
         if model_failures >= cfg.model_failures:
             found.append(
@@ -201,6 +213,26 @@ class Watchdog:
                 )
             )
         found += self._mcp_conditions()
+        return found
+
+    def _negative(self, votes: dict[str, dict[str, int]], team: str) -> list[Condition]:
+        """Agents whose answers got a burst of Bad votes (in workspace `team`: its own runs)."""
+        cfg = self.config.alerts
+        found = []
+        for agent in self.config.agents:
+            bad = votes.get(agent.name, {}).get(Vote.bad, 0)
+            if bad >= cfg.negative_votes:
+                # An alert, never the circuit breaker: customers vote too, and they must not be
+                # able to pause an agent.
+                found.append(
+                    Condition(
+                        f"negative_feedback:{agent.name}",
+                        f":-1: Agent *{agent.name}*: people voted {bad} of its answers Bad in "
+                        f"{cfg.window_minutes:g} min (threshold {cfg.negative_votes}). "
+                        "Look at its recent runs and their threads.",
+                        team_id=team,
+                    )
+                )
         return found
 
     def _mcp_conditions(self) -> list[Condition]:
@@ -233,6 +265,31 @@ class Watchdog:
                 "alerts of %s are not posted: no %s", f"workspace {team_id}" if team_id else "chatops", where
             )
         return surface, channel
+
+    async def _capped(self, session: AsyncSession) -> list[Condition]:
+        """Agents that paused themselves at their daily cap (agents.budget): why, and how to resume."""
+        found = []
+        day = budget.today(ZoneInfo(self.config.summary.timezone))
+        for control in await controls.all_controls(session=session):
+            agent = self.config.agent(control.scope)
+            if not control.paused or control.reason != budget.CAP_REASON or agent is None:
+                continue
+            cap = agent.max_cost_per_day or 0.0
+            row = await spend.of_day(session=session, agent=agent.name, day=day)
+            spent = f"${row.cost:,.4f}" if row else "its cap"
+            limit = cap + (row.extra if row else 0.0)
+            found.append(
+                Condition(
+                    f"cost_cap:{agent.name}",
+                    f":money_with_wings: Agent *{agent.name}* paused itself: its runs spent {spent} today "
+                    f"({day}, {self.config.summary.timezone}), over its daily cap of "
+                    f"${limit:,.2f} (max_cost_per_day). Its runs wait at their next "
+                    f"step. `resume agent {agent.name}` (or `/agent resume {agent.name}`) lets it spend "
+                    f"another ${cap:,.2f} today; to change the cap, raise max_cost_per_day in the "
+                    "configuration.",
+                )
+            )
+        return found
 
     async def _raise(self, c: Condition) -> None:
         message = c.message
@@ -306,7 +363,9 @@ CLEARED = {
     "stuck": "it is moving again (or finished)",
     "failure_rate": "the failure rate is back under its threshold",
     "undo_rate": "the undo rate is back under its threshold",
+    "negative_feedback": "fewer Bad votes than the threshold now",
     "model_failures": "the model answers again",
     "slack_failures": "Slack calls succeed again",
     "mcp_down": "the MCP server is connected again",
+    "cost_cap": "the agent was resumed",
 }

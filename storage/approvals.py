@@ -11,7 +11,20 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from storage.clock import now
 from storage.dialect import insert_ignore
-from storage.models import Approval, ApprovalStatus, Request, Run
+from storage.models import Approval, ApprovalDecision, ApprovalStatus, Request, Run
+
+BUDGET = "budget:"
+"""The key (in place of a tool call's) of a run's n-th ask for more tokens: `budget:<n>`."""
+
+
+def budget_key(grant: int) -> str:
+    """The approval key of a run's `grant`-th ask for more tokens (agents.budget)."""
+    return f"{BUDGET}{grant}"
+
+
+def is_budget(approval: Approval) -> bool:
+    """An ask for more tokens (Continue / Stop), not an action's approval."""
+    return approval.tool_call_id.startswith(BUDGET)
 
 
 async def find_approval(*, session: AsyncSession, run_id: int, tool_call_id: str) -> Approval | None:
@@ -29,8 +42,12 @@ async def request_approval(
     reason: str,
     channel_id: str,
     expires_at: datetime,
+    needed: int = 1,
+    approvers: list[str] | None = None,
+    self_approval: bool = True,
 ) -> Approval:
-    """The pending approval for this call (created once, however often it is asked for)."""
+    """The pending approval for this call (created once, however often it is asked for), under
+    the approval policy given (kept with it: the decision follows what its message said)."""
     await insert_ignore(
         session,
         Approval,
@@ -44,6 +61,9 @@ async def request_approval(
             "requested_at": now(),
             "expires_at": expires_at,
             "channel_id": channel_id,
+            "needed": needed,
+            "approvers": approvers or None,
+            "self_approval": self_approval,
         },
     )
     approval = await find_approval(session=session, run_id=run_id, tool_call_id=tool_call_id)
@@ -63,6 +83,39 @@ async def decide(*, session: AsyncSession, approval_id: int, status: ApprovalSta
         .values(status=status, decided_by=by_user, decided_at=now())
     )
     return bool(result.rowcount)
+
+
+async def lock_approval(*, session: AsyncSession, approval_id: int) -> Approval | None:
+    """The approval, its row locked until the transaction ends (PostgreSQL; SQLite's write lock
+    does the same): two people deciding at once are counted one after the other."""
+    stmt = select(Approval).where(col(Approval.id) == approval_id).with_for_update()
+    return (await session.exec(stmt.execution_options(populate_existing=True))).first()
+
+
+async def record_decision(*, session: AsyncSession, approval_id: int, user_id: str, decision: str) -> bool:
+    """One person's Approve or Deny; False when this person already decided on it."""
+    inserted = await insert_ignore(
+        session,
+        ApprovalDecision,
+        {"approval_id": approval_id, "user_id": user_id, "decision": decision, "at": now()},
+    )
+    return inserted is not None
+
+
+async def decisions(*, session: AsyncSession, approval_id: int) -> list[ApprovalDecision]:
+    """Who decided what on an approval, in the order they did."""
+    stmt = select(ApprovalDecision).where(col(ApprovalDecision.approval_id) == approval_id)
+    return sorted((await session.exec(stmt)).all(), key=lambda d: d.at)
+
+
+async def budget_approvals(*, session: AsyncSession, run_id: int) -> list[Approval]:
+    """A run's asks for more tokens, oldest first (agents.budget)."""
+    stmt = (
+        select(Approval)
+        .where(col(Approval.run_id) == run_id, col(Approval.tool_call_id).startswith(BUDGET))
+        .order_by(col(Approval.id))
+    )
+    return list((await session.exec(stmt.execution_options(populate_existing=True))).all())
 
 
 async def withdraw(*, session: AsyncSession, run_id: int, by_user: str) -> list[int]:

@@ -92,6 +92,9 @@ class RequestBase(SQLModel):
     text: str = Field(sa_column=Column(Text, nullable=False))
     agent: str = Field(max_length=64)
     requester_role: str = Field(default="member", max_length=16)  # member | customer
+    context_channel_id: str | None = Field(default=None, max_length=32)
+    """The channel the person was looking at when they asked (the thread context Slack gives an
+    assistant thread of the app's DM); None elsewhere."""
 
 
 class Request(RequestBase, table=True):
@@ -330,6 +333,40 @@ class Approval(SQLModel, table=True):
     decided_at: datetime | None = None
     channel_id: str = Field(max_length=32)
     message_ts: str | None = Field(default=None, max_length=32)  # the Approve/Deny message
+    # The approval policy as it was when the approval was asked for (agents.config.ApprovalPolicy):
+    # the message says who may decide, and the decision follows what the message said.
+    needed: int = 1
+    """How many different approvers must Approve; one Deny decides."""
+    approvers: list[str] | None = Field(default=None, sa_column=Column(JSON))
+    """Who may decide (Slack user ids); None: whoever may control agents."""
+    self_approval: bool = True
+    """Whether the person whose request the run serves may Approve."""
+
+
+class ApprovalDecision(SQLModel, table=True):
+    """One person's Approve or Deny of an approval: a two-person rule needs two of them."""
+
+    __tablename__ = "approval_decisions"
+    approval_id: int = Field(foreign_key="approvals.id", primary_key=True)
+    user_id: str = Field(primary_key=True, max_length=64)
+    decision: str = Field(max_length=16)  # approve | deny
+    at: datetime = Field(default_factory=now)
+
+
+class Spend(SQLModel, table=True):
+    """What an agent's model turns cost on one day, kept as a running total (agents.budget), so
+    that checking a daily cap reads one row instead of summing the day's runs. Kept only for
+    agents with a `max_cost_per_day`."""
+
+    __tablename__ = "spend"
+    agent: str = Field(primary_key=True, max_length=64)
+    day: str = Field(primary_key=True, max_length=10)  # YYYY-MM-DD in the summary's time zone
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    cost: float = 0.0
+    """US dollars, priced from [prices] as each turn was journaled."""
+    extra: float = 0.0
+    """Dollars allowed beyond the cap that day: a person resumed the agent after it paused itself."""
 
 
 class AuditEvent(SQLModel, table=True):
@@ -410,6 +447,37 @@ class Meta(SQLModel, table=True):
     __tablename__ = "meta"
     key: str = Field(primary_key=True, max_length=64)
     value: str = Field(max_length=255)
+
+
+class Vote(StrEnum):
+    good = "good"
+    bad = "bad"
+
+
+class Feedback(SQLModel, table=True):
+    """One person's vote (the 👍 or 👎 under an outcome) on one run: a second click changes it."""
+
+    __tablename__ = "feedback"
+    __table_args__ = (Index("ix_feedback_voted", "voted_at"),)  # the summary's day, the watchdog's window
+    run_id: int = Field(foreign_key="runs.id", primary_key=True)
+    user_id: str = Field(primary_key=True, max_length=32)
+    team_id: str = Field(default="", max_length=32)
+    vote: str = Field(max_length=8)  # Vote
+    voted_at: datetime = Field(default_factory=now)
+    """When the vote took its current value."""
+
+
+class AssistantThread(SQLModel, table=True):
+    """A thread of the app's assistant container (its DM) and where the person is looking: Slack
+    says so when the thread starts and whenever they move (assistant_thread_context_changed)."""
+
+    __tablename__ = "assistant_threads"
+    channel_id: str = Field(primary_key=True, max_length=32)
+    thread_ts: str = Field(primary_key=True, max_length=32)
+    user_id: str | None = Field(default=None, max_length=32)
+    context: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    """As Slack gives it: channel_id (the channel being viewed), team_id, enterprise_id."""
+    updated_at: datetime = Field(default_factory=now)
 
 
 # slack-sdk's tables of the app's installations in many workspaces are part of the schema.

@@ -8,7 +8,8 @@ from datetime import datetime
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import cases
+from storage import cases, feedback, spend
+from storage.approvals import BUDGET
 from storage.clock import now
 from storage.dialect import insert_ignore
 from storage.models import (
@@ -20,6 +21,7 @@ from storage.models import (
     Run,
     RunStatus,
     SummaryPost,
+    Vote,
     WaitKind,
 )
 
@@ -37,6 +39,9 @@ class AgentDay:
     """Runs a human undid (status rolled_back, with undone_by)."""
     rolled_back: int = 0
     """Runs that failed and rolled themselves back (status rolled_back, no undone_by)."""
+    good_votes: int = 0
+    """Good votes people gave its outcomes that day (on runs of any day)."""
+    bad_votes: int = 0
 
     @property
     def runs(self) -> int:
@@ -97,6 +102,10 @@ class DayReport:
     paused_now: list[Control]
     usage: list[Usage]
     cases: list[CaseDay] = field(default_factory=list)
+    spend: list[tuple[str, str, int, int]] = field(default_factory=list)
+    """(agent, model, prompt tokens, completion tokens) of the day's model turns (storage.spend)."""
+    budget_asks: dict[str, int] = field(default_factory=dict)
+    """Per agent: runs that reached their token budget that day and asked for more."""
 
     @property
     def runs(self) -> int:
@@ -131,6 +140,11 @@ async def day_report(
             day.rolled_back += n
         else:
             day.undone += n
+    for agent, votes in (
+        await feedback.votes_by_agent(session=session, start=start, end=end, team_id=team_id)
+    ).items():
+        day = agents.setdefault(agent, AgentDay(agent))
+        day.good_votes, day.bad_votes = votes[Vote.good], votes[Vote.bad]
     failures = list(
         (
             await session.exec(
@@ -193,9 +207,25 @@ async def day_report(
         members = await cases.case_runs(session=session, case_id=case_id)
         if members and members[0].id == case_id:
             case_days.append(CaseDay(members[0], list(dict.fromkeys(m.agent for m in members))))
-    return DayReport(
+    report = DayReport(
         start, end, agents, failures, waiting, approvals, control_events, paused, usage, case_days
     )
+    report.spend = await spend.model_tokens(session=session, start=start, end=end, team_id=team_id)
+    asks = (
+        await session.exec(
+            select(Run.agent, func.count(func.distinct(Approval.run_id)))
+            .join(Run, col(Run.id) == col(Approval.run_id))
+            .where(
+                col(Approval.tool_call_id).startswith(BUDGET),
+                col(Approval.requested_at) >= start,
+                col(Approval.requested_at) < end,
+                *mine,
+            )
+            .group_by(col(Run.agent))
+        )
+    ).all()
+    report.budget_asks = {agent: n for agent, n in asks}
+    return report
 
 
 async def claim_summary(

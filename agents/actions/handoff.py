@@ -107,6 +107,7 @@ class Handoff(Action):
     async def _ask_approval(self, session: AsyncSession, child: Run, brief: str) -> int:
         assert child.id is not None
         hours = self.config.control.approval_timeout_hours
+        policy = self.config.approval_policy()  # [control]'s: a handoff is no configured action
         approval = await approvals.request_approval(
             session=session,
             run_id=child.id,
@@ -116,6 +117,9 @@ class Handoff(Action):
             reason=f"a customer's case goes to {self.target.name}: a team member approves before it acts",
             channel_id=child.channel_id,
             expires_at=now() + timedelta(hours=hours),
+            needed=policy.needed,
+            approvers=list(policy.approvers),
+            self_approval=policy.self_approval,
         )
         assert approval.id is not None
         return approval.id

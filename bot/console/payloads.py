@@ -88,7 +88,7 @@ def button_press(*, user: str, message: ConsoleMessage, button: dict[str, Any]) 
                 "action_id": button["action_id"],
                 "block_id": "console",
                 "value": button.get("value", ""),
-                "type": "button",
+                "type": button.get("type", "button"),
                 "action_ts": message.ts,
             }
         ],

@@ -47,8 +47,8 @@ Console commands:
   /agent <text>       the slash command
   /join <channel>     go to a channel (agents' channels are listed at start); /dm back to the DM
   /thread <n>         reply in the thread of message n; /top to leave the thread
-  /click <n> <button> press a button on message n (Undo, Approve, Deny, Pause); e1, e2... for
-                      buttons on a message only you see
+  /click <n> <button> press a button on message n (Undo, Approve, Deny, Pause, and Good or Bad
+                      to vote on an answer); e1, e2... for buttons on a message only you see
   /as <user>          speak as another user: you, guest, stranger (for testing permissions)
   /help, /quit        (Ctrl-D and Ctrl-C quit too; runs in flight resume on the next start)"""
 

@@ -94,3 +94,26 @@ class ConsoleSurface:
 
     async def user(self, user_id: str) -> UserInfo | None:
         return self.users.get(user_id)
+
+    async def set_status(
+        self, *, channel: str, thread_ts: str, status: str, loading_messages: list[str] | None = None
+    ) -> None:
+        """The thread's loading status, as a line under the thread (cleared: nothing to show)."""
+        if status:
+            self.screen.print(view.status_line(self.workspace, channel, thread_ts, status))
+
+    async def stream(
+        self,
+        *,
+        channel: str,
+        thread_ts: str,
+        markdown: str,
+        blocks: list[dict[str, Any]],
+        text: str,
+        recipient_team_id: str,
+        recipient_user_id: str,
+    ) -> str:
+        """A streamed reply, shown once it is whole (a terminal shows it at once)."""
+        m = self.workspace.post(channel=channel, user=BOT_USER, text=text, thread_ts=thread_ts, blocks=blocks)
+        self.screen.print(view.show(m, self.workspace, note=", streamed"))
+        return m.ts

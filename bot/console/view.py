@@ -28,6 +28,8 @@ EMOJI = {
     "warning": "⚠️",
     "white_check_mark": "✅",
     "x": "❌",
+    "+1": "👍",
+    "-1": "👎",
 }
 INDENT = "    "
 _ANGLE = re.compile(r"<([^<>]+)>")
@@ -63,6 +65,14 @@ def where(m: ConsoleMessage, workspace: Workspace) -> str:
         return place
     parent = workspace.thread_of(m)
     return f"{place} ▸ thread {parent.number if parent and parent.number else '(earlier session)'}"
+
+
+def status_line(workspace: Workspace, channel: str, thread_ts: str, status: str) -> str:
+    """A thread's loading status ("chatops is thinking…"), under the thread it is shown in (the
+    loading messages Slack would rotate through are left out: a terminal line cannot rotate)."""
+    parent = workspace.get(channel, thread_ts)
+    place = channel_name(channel) + (f" ▸ thread {parent.number}" if parent and parent.number else "")
+    return f"{INDENT}… {place} · chatops {status}"
 
 
 def indent_of(m: ConsoleMessage) -> str:

@@ -86,13 +86,22 @@ class ConsoleMessage:
         return self.thread_ts is not None and self.thread_ts != self.ts
 
     def buttons(self) -> list[dict[str, Any]]:
-        return [
-            e
-            for b in self.blocks
-            if b.get("type") == "actions"
-            for e in b.get("elements", [])
-            if e.get("type") == "button"
-        ]
+        """Its buttons, each as a button element; the two of a feedback element (👍 👎) are two,
+        each with the element's type and action_id and its own text and value."""
+        found: list[dict[str, Any]] = []
+        for b in self.blocks:
+            if b.get("type") not in ("actions", "context_actions"):
+                continue
+            for e in b.get("elements", []):
+                if e.get("type") == "button":
+                    found.append(e)
+                elif e.get("type") == "feedback_buttons":
+                    found += [
+                        {**e[side], "type": e["type"], "action_id": e.get("action_id")}
+                        for side in ("positive_button", "negative_button")
+                        if isinstance(e.get(side), dict)
+                    ]
+        return found
 
     def labels(self) -> list[str]:
         return [str(b.get("text", {}).get("text", "")) for b in self.buttons()]

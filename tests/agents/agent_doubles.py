@@ -88,6 +88,11 @@ class RecordingChat:
 @dataclass
 class RecordingReporter:
     events: list[tuple[str, int]] = field(default_factory=list)
+    steps: list[tuple[int, str | None]] = field(default_factory=list)
+    """(run id, action) of every step_started: None while the model thinks."""
+
+    async def step_started(self, run_id: int, *, action: str | None = None) -> None:
+        self.steps.append((run_id, action))
 
     async def run_started(self, run_id: int) -> None:
         self.events.append(("started", run_id))

@@ -12,6 +12,7 @@ from agents.config import (
     BUILTIN_ACTIONS,
     AgentConfig,
     AlertsConfig,
+    ApprovalPolicy,
     CommandActionConfig,
     Config,
     HttpActionConfig,
@@ -760,6 +761,9 @@ COMPLETE: dict[str, Any] = {
         "role_cache_minutes": 60,
         "max_handoff_depth": 3,
         "handoff_cycles": False,
+        "approvers": ["U1", "U2"],
+        "approvals": 1,
+        "self_approval": True,
     },
     "summary": {"channel": "C1", "time": "09:00", "timezone": "UTC"},
     "alerts": {
@@ -772,6 +776,7 @@ COMPLETE: dict[str, Any] = {
         "model_failures": 5,
         "slack_failures": 5,
         "pause_on_breach": True,
+        "negative_votes": 3,
         "team": "T0OPS",
     },
     "teams": {"T0ABC": {"summary_channel": "C0SUM", "alerts_channel": "C0ALR"}},
@@ -795,6 +800,8 @@ COMPLETE: dict[str, Any] = {
             "max_output_tokens": 1024,
             "handoffs": ["deployer"],
             "mcp_servers": ["widgets", "shop"],
+            "max_tokens_per_run": 20000,
+            "max_cost_per_day": 1.5,
         },
         {"name": "deployer", "actions": ["restart"]},
     ],
@@ -826,6 +833,9 @@ COMPLETE: dict[str, Any] = {
             "timeout": 60,
             "autonomy": "approve",
             "customers": False,
+            "approvers": ["U1", "U2"],
+            "approvals": 2,
+            "self_approval": False,
         },
         {
             "name": "refund",
@@ -962,3 +972,57 @@ def test_the_readme_example_loads() -> None:
         "https://shop.example/api",
         "t0ken",
     }
+
+
+# Budgets and the approval policy (issue 17) ------------------------------------------------
+
+
+def test_an_action_s_approval_policy_falls_back_on_control_s() -> None:
+    config = parse_config(
+        {
+            "control": {"approvers": ["U1", "U2", "U3"], "approvals": 2, "self_approval": False},
+            "agents": [_agent(actions=["restart", "deploy"])],
+            "actions": [
+                _command(approvers=["U9"], approvals=1, self_approval=True),
+                _command(name="deploy"),
+            ],
+        }
+    )
+    assert config.approval_policy("restart") == ApprovalPolicy(
+        approvers=("U9",), needed=1, self_approval=True
+    )
+    assert config.approval_policy("deploy") == ApprovalPolicy(
+        approvers=("U1", "U2", "U3"), needed=2, self_approval=False
+    )
+    assert config.approval_policy("ticket_create") == config.approval_policy()  # built-ins: [control]'s
+    assert default_config().approval_policy() == ApprovalPolicy(approvers=(), needed=1, self_approval=True)
+
+
+def test_a_two_person_rule_needs_two_approvers_to_be_possible() -> None:
+    control = _error({"control": {"approvers": ["U1"], "approvals": 2}, "agents": [_agent()]})
+    assert control.problems == [
+        ("control", "approvals", "2 approvals need as many approvers; approvers lists 1")
+    ]
+    action = _error(
+        {"agents": [_agent(actions=["restart"])], "actions": [_command(approvers=["U1"], approvals=2)]}
+    )
+    assert action.problems == [
+        ("actions[0] (restart)", "approvals", "2 approvals need as many approvers; its approvers are 1")
+    ]
+    # Without a list, whoever may control agents may approve: two of them can always be found.
+    parse_config({"control": {"approvals": 2}, "agents": [_agent()]})
+
+
+def test_a_daily_cap_needs_a_price_for_the_model_it_names() -> None:
+    error = _error({"agents": [_agent(model="gpt-x", max_cost_per_day=5)]})
+    assert error.problems == [
+        ("agents[0] (ops)", "max_cost_per_day", "needs a price for its model 'gpt-x' in [prices]")
+    ]
+    priced = parse_config(
+        {
+            "prices": {"gpt-x": {"input": 1, "output": 2}},
+            "agents": [_agent(model="gpt-x", max_cost_per_day=5)],
+        }
+    )
+    assert priced.agents[0].max_cost_per_day == 5
+    assert _error({"agents": [_agent(max_tokens_per_run=0)]}).problems[0][1] == "max_tokens_per_run"

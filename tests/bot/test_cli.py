@@ -22,7 +22,7 @@ from fakes import FakeSlack, wait_until
 
 from bot.cli import DESCRIPTIONS
 
-COMMANDS = ["run", "serve", "worker", "console", "summary", "migrate"]
+COMMANDS = ["run", "serve", "worker", "console", "summary", "migrate", "replay", "eval"]
 
 
 def _environment(**variables: str) -> dict[str, str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from fakes import wait_until
+from fakes import FakeModel, wait_until
 from prompt_toolkit.history import FileHistory, InMemoryHistory
 from prompt_toolkit.input import PipeInput, create_pipe_input
 from prompt_toolkit.output import DummyOutput
@@ -87,7 +87,7 @@ async def test_a_scripted_session_shows_every_message_once(tmp_path: Path) -> No
     new = re.findall(r"^\s*\((\d+)\) ", output, re.MULTILINE)  # first showings; edits say "(n, edited)"
     assert len(new) == len(set(new)) and new, output
     assert re.search(r"^    \(\d+\) DM ▸ thread 1 · chatops: ✅ Run #1 \(ops\) finished\.$", output, re.M)
-    assert "[Undo]   /click" in output
+    assert "[Undo] [Good] [Bad]   /click" in output
     assert "*Runs in flight*: none" in output
 
 
@@ -404,3 +404,39 @@ async def test_cancelling_the_console_quits_it_like_ctrl_c(typing: Any) -> None:
     with pytest.raises(asyncio.CancelledError):
         await t.ended()
     assert "Traceback" not in t.out.getvalue()
+
+
+# Slack's AI surface, in text --------------------------------------------------------------
+
+
+async def test_the_console_shows_the_loading_status_and_the_feedback_buttons_which_click(
+    tmp_path: Path,
+) -> None:
+    first = await session(tmp_path, "create a ticket for the fan noise\n")
+    outcome = number_of(first, r"✅ Run #1 \(ops\) finished")
+    # While it worked, the thread's loading status; the outcome offers Good and Bad.
+    assert re.search(r"^    … DM ▸ thread 1 · chatops is thinking…$", first, re.M), first
+    assert "    … DM ▸ thread 1 · chatops is running ticket_create…" in first
+    assert f"[Undo] [Good] [Bad]   /click {outcome} undo" in first
+
+    # The same session again (it numbers its messages the same), now clicking them.
+    again = tmp_path / "again"
+    again.mkdir()
+    script = f"create a ticket for the fan noise\n/thread 1\n/click {outcome} good\n/click {outcome} bad\n"
+    second = await session(again, script)
+    assert "you pressed [Good] on" in second and "you pressed [Bad] on" in second
+    # (The same database: this session's run is #2.)
+    assert "(only visible to you) DM ▸ thread 1 · chatops: Thanks: your 👍 on run #2 is noted." in second
+    assert "chatops: Changed your vote on run #2 to 👎." in second
+
+
+async def test_with_a_language_model_the_console_shows_the_answer_streamed(tmp_path: Path) -> None:
+    with FakeModel() as model:
+        model.answer("All **quiet** on the desk.")
+        fields = {"openai_api_key": "sk-console", "openai_base_url": model.url, "chatops_model": "fake-model"}
+        out = io.StringIO()
+        console = Console(Settings(**fields, chatops_edit_interval=0.0, chatops_poll_seconds=0.05), out=out)
+        await console.run(lines=PipedLines(io.StringIO("how is the desk?\n")))
+    output = out.getvalue()
+    assert re.search(r"^    \(\d+, streamed\) DM ▸ thread 1 · chatops: ", output, re.M), output
+    assert "All **quiet** on the desk." in output

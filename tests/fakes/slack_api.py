@@ -72,15 +72,49 @@ class Message:
     deleted: bool = False
     token: str = ""
     """The token it was posted with (whose workspace's bot posted it)."""
+    streamed: list[str] = field(default_factory=list)
+    """For a streamed message: the markdown of each chat.startStream/appendStream/stopStream
+    call, in order (its `text` is what they add up to)."""
+    streaming: bool = False
+    """Started and not stopped yet."""
 
     def action_ids(self) -> list[str]:
-        """The action_id of every interactive element in the blocks."""
+        """The action_id of every interactive element in the blocks (buttons, feedback buttons)."""
         return [
             e.get("action_id")
             for b in self.blocks or []
-            if b.get("type") == "actions"
+            if b.get("type") in ("actions", "context_actions")
             for e in b.get("elements", [])
         ]
+
+    def shown(self) -> str:
+        """What a person reads: the text and the text of every block."""
+        return "\n".join([self.text, *(_block_text(b) for b in self.blocks or [])])
+
+    def block(self, kind: str) -> dict[str, Any] | None:
+        """The first block of that type."""
+        return next((b for b in self.blocks or [] if b.get("type") == kind), None)
+
+
+def _block_text(block: dict[str, Any]) -> str:
+    text = block.get("text")
+    if isinstance(text, dict):
+        return str(text.get("text") or "")
+    if isinstance(text, str):
+        return text
+    return "\n".join(
+        str(e.get("text") or "") for e in block.get("elements", []) if isinstance(e.get("text"), str)
+    )
+
+
+def _markdown(p: dict[str, Any]) -> str:
+    """The markdown a stream call adds: `markdown_text`, and its markdown_text chunks."""
+    chunks = p.get("chunks")
+    if isinstance(chunks, str):
+        chunks = json.loads(chunks)
+    added = [str(p.get("markdown_text") or "")]
+    added += [str(c.get("text") or "") for c in chunks or [] if c.get("type") == "markdown_text"]
+    return "".join(added)
 
 
 @dataclass
@@ -108,6 +142,12 @@ class FakeSlack(LoopbackServer):
         """Messages only one user sees (chat.postEphemeral); `user` is that user."""
         self.home_views: dict[str, dict[str, Any]] = {}
         """The App Home view last published for each user (views.publish)."""
+        self.statuses: list[dict[str, Any]] = []
+        """Every loading status set (assistant.threads.setStatus): channel_id, thread_ts, status,
+        loading_messages; an empty status clears it."""
+        self.suggested: list[dict[str, Any]] = []
+        """Every assistant.threads.setSuggestedPrompts: channel_id, thread_ts, title, prompts."""
+        self._refusals: dict[str, list[list[Any]]] = {}
         self.app_token = APP_TOKEN
         self.socket_url: Callable[[], str] | None = None
         """Issues a fresh Socket Mode URL for apps.connections.open (fakes.socket_mode sets it)."""
@@ -173,6 +213,12 @@ class FakeSlack(LoopbackServer):
         with self.lock:
             self._failures.setdefault(method, []).append(_Failure(status, times, after, retry_after))
 
+    def refuse(self, method: str, error: str = "unknown_method", *, times: int | None = None) -> None:
+        """Answer calls of `method` with ok:false and `error` (HTTP 200, as Slack does), `times`
+        times or (None) always: `unknown_method` is an older workspace without that method."""
+        with self.lock:
+            self._refusals.setdefault(method, []).append([error, times])
+
     def hold(self, method: str) -> None:
         """Keep every call of `method` waiting (recorded, unanswered) until `release(method)`."""
         with self.lock:
@@ -215,6 +261,15 @@ class FakeSlack(LoopbackServer):
         with self.lock:
             self.messages[ts].deleted = True
 
+    def statuses_in(self, channel: str, thread_ts: str) -> list[str]:
+        """The loading statuses set in one thread, in order ("" for a clear)."""
+        with self.lock:
+            return [
+                s["status"]
+                for s in self.statuses
+                if (s["channel_id"], s["thread_ts"]) == (channel, thread_ts)
+            ]
+
     def reactions_on(self, channel: str, ts: str) -> list[str]:
         with self.lock:
             return [name for c, t, name in self.reactions if c == channel and t == ts]
@@ -250,7 +305,7 @@ class FakeSlack(LoopbackServer):
             if api == "oauth.v2.access":
                 refusal = self._client_refusal(authorization, params)
             else:
-                refusal = self._refusal(api, authorization)
+                refusal = self._refusal(api, authorization) or self._refused(api)
             if refusal is not None:
                 body: dict[str, Any] = {"ok": False, "error": refusal}
             else:
@@ -294,6 +349,17 @@ class FakeSlack(LoopbackServer):
         return self.teams.get(self._token) or Team(
             self.team_id, self._token, self.bot_user_id, self.bot_id, "Team One"
         )
+
+    def _refused(self, api: str) -> str | None:
+        rules = self._refusals.get(api) or []
+        if not rules:
+            return None
+        error, times = rules[0]
+        if times is not None:
+            rules[0][1] = times - 1
+            if times - 1 <= 0:
+                rules.pop(0)
+        return str(error)
 
     def _failure(self, api: str) -> _Failure | None:
         rules = self._failures.get(api) or []
@@ -428,6 +494,86 @@ class FakeSlack(LoopbackServer):
             return {"ok": False, "error": "invalid_arguments"}
         self.home_views[str(p["user_id"])] = view
         return {"ok": True, "view": {"id": f"V{len(self.home_views)}", **view}}
+
+    def _assistant_threads_setStatus(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("channel_id") or not p.get("thread_ts") or "status" not in p:
+            return {"ok": False, "error": "invalid_arguments"}
+        loading = p.get("loading_messages")
+        if isinstance(loading, str):
+            loading = json.loads(loading)
+        if loading is not None and len(loading) > 10:
+            return {"ok": False, "error": "invalid_arguments"}
+        self.statuses.append(
+            {
+                "channel_id": p["channel_id"],
+                "thread_ts": p["thread_ts"],
+                "status": p["status"],
+                "loading_messages": loading,
+            }
+        )
+        return {"ok": True}
+
+    def _assistant_threads_setSuggestedPrompts(self, p: dict[str, Any]) -> dict[str, Any]:
+        prompts = p.get("prompts")
+        if isinstance(prompts, str):
+            prompts = json.loads(prompts)
+        if not p.get("channel_id") or not isinstance(prompts, list) or not prompts:
+            return {"ok": False, "error": "invalid_arguments"}
+        if any(not isinstance(x, dict) or not x.get("title") or not x.get("message") for x in prompts):
+            return {"ok": False, "error": "invalid_arguments"}
+        self.suggested.append(
+            {
+                "channel_id": p["channel_id"],
+                "thread_ts": p.get("thread_ts"),
+                "title": p.get("title"),
+                "prompts": prompts,
+            }
+        )
+        return {"ok": True}
+
+    def _chat_startStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        if not p.get("channel") or not p.get("thread_ts"):
+            return {"ok": False, "error": "invalid_arguments"}
+        if not str(p["channel"]).startswith("D") and not (
+            p.get("recipient_user_id") and p.get("recipient_team_id")
+        ):
+            # In a channel, Slack needs to know whom the stream is for.
+            return {"ok": False, "error": "missing_recipient_user_id"}
+        ts = self._next_ts()
+        text = _markdown(p)
+        msg = Message(
+            p["channel"], ts, text, None, p["thread_ts"], posted_text=text, streamed=[text], streaming=True
+        )
+        self.messages[ts] = msg
+        return {"ok": True, "channel": msg.channel, "ts": ts}
+
+    def _streaming(self, p: dict[str, Any]) -> Message | dict[str, Any]:
+        msg = self.messages.get(str(p.get("ts")))
+        if msg is None or msg.channel != p.get("channel"):
+            return {"ok": False, "error": "message_not_found"}
+        if not msg.streaming:
+            return {"ok": False, "error": "message_not_in_streaming_state"}
+        return msg
+
+    def _chat_appendStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg = self._streaming(p)
+        if not isinstance(msg, Message):
+            return msg
+        added = _markdown(p)
+        msg.streamed.append(added)
+        msg.text += added
+        return {"ok": True, "channel": msg.channel, "ts": msg.ts}
+
+    def _chat_stopStream(self, p: dict[str, Any]) -> dict[str, Any]:
+        msg = self._streaming(p)
+        if not isinstance(msg, Message):
+            return msg
+        added = _markdown(p)
+        msg.streamed.append(added)
+        msg.text += added
+        msg.blocks = p.get("blocks") or None
+        msg.streaming = False
+        return {"ok": True, "channel": msg.channel, "ts": msg.ts, "message": {"text": msg.text}}
 
     def _users_info(self, p: dict[str, Any]) -> dict[str, Any]:
         user = self.users.get(str(p.get("user")))

@@ -142,7 +142,7 @@ read_only = true
     assert run.status in (RunStatus.failed, RunStatus.rolled_back)
     assert "check_disk" in (run.error or "")
     outcome = desk.slack.posts()[-1]
-    assert outcome.ts == run.outcome_ts and "check_disk" in outcome.text
+    assert outcome.ts == run.outcome_ts and "check_disk" in outcome.shown()
     assert "chatops_undo" not in outcome.action_ids()
 
 

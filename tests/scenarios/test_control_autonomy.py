@@ -31,8 +31,8 @@ async def test_a_propose_only_agent_does_nothing_and_its_outcome_says_what_it_wo
     # The outcome in the thread says what would have been done, and offers no Undo.
     outcome = desk.slack.messages[run.outcome_ts]
     assert outcome.thread_ts == ts
-    assert "append_line" in outcome.text and "rotate the logs" in outcome.text, outcome.text
-    assert "ticket_create" in outcome.text and "Rotate logs weekly" in outcome.text, outcome.text
+    assert "append_line" in outcome.shown() and "rotate the logs" in outcome.shown(), outcome.shown()
+    assert "ticket_create" in outcome.shown() and "Rotate logs weekly" in outcome.shown(), outcome.shown()
     assert "chatops_undo" not in outcome.action_ids()
 
 

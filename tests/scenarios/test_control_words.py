@@ -215,9 +215,9 @@ async def test_a_customer_asking_for_a_team_only_action_is_told_it_is_not_for_th
     assert (step.name, step.status) == ("append_line", StepStatus.rejected)
     assert not notes.exists()
     outcome = desk.slack.messages[run.outcome_ts]
-    assert outcome.thread_ts == ts and "append_line is not available to customers" in outcome.text
+    assert outcome.thread_ts == ts and "append_line is not available to customers" in outcome.shown()
     run = await desk.run(run.id)
-    assert run.status == RunStatus.no_action and ":white_check_mark:" not in outcome.text
+    assert run.status == RunStatus.no_action and ":white_check_mark:" not in outcome.shown()
 
     # A tool the agent does not have at all is still "no such tool", for anyone.
     desk.model.call("no_such_action").answer("Sorry.")

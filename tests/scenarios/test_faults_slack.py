@@ -17,10 +17,11 @@ async def test_429s_and_500s_across_a_multi_step_run_duplicate_no_message_and_no
     model.call("slack_reply", {"text": "Starting the rollout."})
     model.call("ticket_create", {"title": "Rollout follow-up"})
     model.answer("Rolled out, and opened a follow-up ticket.")
-    # chat.postMessage: the status message gets a 500, the action's reply and the outcome a 429.
+    # chat.postMessage: the status message gets a 500, the action's reply a 429; the outcome (the
+    # model's answer, streamed) starts with a 429.
     slack.fail("chat.postMessage", status=500)
     slack.fail("chat.postMessage", status=429, after=1, retry_after=0)
-    slack.fail("chat.postMessage", status=429, after=1, retry_after=0)
+    slack.fail("chat.startStream", status=429, retry_after=0)
     # chat.update: the first status edit is rate-limited, the next one fails.
     slack.fail("chat.update", status=429, retry_after=0)
     slack.fail("chat.update", status=500)
@@ -31,7 +32,8 @@ async def test_429s_and_500s_across_a_multi_step_run_duplicate_no_message_and_no
     run = await desk.only_run(timeout=20)
     await desk.settled(timeout=15)
     assert run.status == RunStatus.succeeded, run.error
-    assert [c.status for c in slack.calls_to("chat.postMessage")] == [500, 200, 429, 200, 429, 200]
+    assert [c.status for c in slack.calls_to("chat.postMessage")] == [500, 200, 429, 200]
+    assert [c.status for c in slack.calls_to("chat.startStream")] == [429, 200]
     assert [c.status for c in slack.calls_to("chat.update")][:2] == [429, 500]
     status, reply, outcome = slack.thread("C1", ts)  # nothing posted twice
     assert (status.ts, outcome.ts) == (run.status_ts, run.outcome_ts)

@@ -241,7 +241,7 @@ async def test_0010_keeps_existing_pauses_for_every_workspace_and_its_downgrade_
     path = tmp_path / "old.db"
     db = Database(f"sqlite:///{path}")
     try:
-        await db.migrate("0007")
+        await db.migrate("0009")
         conn = sqlite3.connect(path)
         conn.execute("INSERT INTO controls VALUES ('ops', 1, 'U1', 'incident', '2026-01-01 00:00:00.000000')")
         conn.execute(
@@ -272,7 +272,7 @@ async def test_0010_keeps_existing_pauses_for_every_workspace_and_its_downgrade_
                         "VALUES (:t, 'failure_rate:ops', true, 'm', '2026-01-02 00:00:00')"
                     ).bindparams(t=team)
                 )
-        await _downgrade(db, "0007")
+        await _downgrade(db, "0009")
         conn = sqlite3.connect(path)
         assert sorted(conn.execute("SELECT scope, paused, by_user FROM controls")) == [
             ("ops", 1, "U1"),

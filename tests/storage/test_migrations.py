@@ -337,3 +337,32 @@ async def test_0004_reads_what_waiting_runs_wait_for_from_their_sentence(tmp_pat
         assert [reason for *_, reason, _ in rows] == list(reasons.values())  # the sentences stay
     finally:
         await db.dispose()
+
+
+async def test_0009_keeps_approvals_asked_before_it_deciding_as_they_did(tmp_path: Path) -> None:
+    """An approval pending across the upgrade needs one Approve by whoever may control agents,
+    the requester included, as before; the new tables start empty."""
+    path = tmp_path / "approvals.db"
+    _release_sqlite(path)
+    db = Database(f"sqlite:///{path}")
+    try:
+        await db.migrate("0007")
+        conn = sqlite3.connect(path)
+        conn.execute(
+            "INSERT INTO approvals (run_id, tool_call_id, action, arguments, reason, status, requested_at, "
+            "expires_at, channel_id) VALUES (1, '2.0', 'deploy', '{}', 'its risk is high', 'pending', "
+            "'2024-01-01 00:00:00', '2099-01-01 00:00:00', 'C1')"
+        )
+        conn.commit()
+        conn.close()
+        await db.migrate("0009")
+        conn = sqlite3.connect(path)
+        row = conn.execute("SELECT status, needed, approvers, self_approval FROM approvals").fetchone()
+        empty = [
+            conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in ("approval_decisions", "spend")
+        ]
+        conn.close()
+        assert row == ("pending", 1, None, 1)
+        assert empty == [0, 0]
+    finally:
+        await db.dispose()

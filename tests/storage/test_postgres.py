@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
+from fakes import wait_until
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -23,7 +24,8 @@ from sqlmodel import col, func, select
 
 from storage.clock import now, set_clock
 from storage.engine import Database
-from storage.models import ProcessedEvent, Request, RequestBase, Run, RunStatus
+from storage.feedback import record_vote, votes_of
+from storage.models import ProcessedEvent, Request, RequestBase, Run, RunStatus, Vote
 from storage.requests import create_request, record_delivery
 from storage.runs import LeaseLost, claim_runs, get_run, release, renew_lease
 
@@ -322,3 +324,101 @@ async def test_timezone_aware_datetimes_round_trip(db: Database, pg_url: str) ->
     finally:
         await writer.dispose()
         await reader.dispose()
+
+
+# --- feedback ----------------------------------------------------------------------------
+
+
+async def test_one_persons_votes_at_once_keep_one_row_and_the_last_vote(db: Database) -> None:
+    """A double click, or two clicks crossing: the primary key keeps one vote per person and run."""
+    [run_id] = await queue_runs(db, 1)
+
+    async def vote(kind: Vote) -> None:
+        async with db.write() as session:
+            await record_vote(session=session, run_id=run_id, user_id="U0001", team_id="T0001", vote=kind)
+
+    await asyncio.gather(*(vote(Vote.good) for _ in range(6)))
+    await vote(Vote.bad)
+    async with db.read() as session:
+        assert await votes_of(session=session, run_id=run_id) == {"good": 0, "bad": 1}
+
+
+# --- approvals and spend (issue 17) ----------------------------------------------------------
+
+
+async def test_two_people_deciding_at_once_are_counted_one_after_the_other(db: Database) -> None:
+    """A two-person rule: the second decision, made while the first is not committed yet, waits
+    on the approval's row and then counts the first (bot.controls.decide)."""
+    from storage import approvals
+
+    [run_id] = await queue_runs(db, 1)
+    async with db.write() as session:
+        approval = await approvals.request_approval(
+            session=session,
+            run_id=run_id,
+            tool_call_id="1.0",
+            action="deploy",
+            arguments={},
+            reason="its risk is high",
+            channel_id="C0123OPS",
+            expires_at=now() + timedelta(hours=1),
+            needed=2,
+        )
+    assert approval.id is not None and approval.needed == 2
+    first_locked, let_first_commit = asyncio.Event(), asyncio.Event()
+
+    async def decide(user: str, *, hold: bool) -> list[str]:
+        async with db.write() as session:
+            await approvals.lock_approval(session=session, approval_id=approval.id or 0)
+            if hold:
+                first_locked.set()
+            earlier = [
+                d.user_id for d in await approvals.decisions(session=session, approval_id=approval.id or 0)
+            ]
+            await approvals.record_decision(
+                session=session, approval_id=approval.id or 0, user_id=user, decision="approve"
+            )
+            if hold:
+                await let_first_commit.wait()
+        return earlier
+
+    first = asyncio.create_task(decide("U1", hold=True))
+    await first_locked.wait()
+    second = asyncio.create_task(decide("U2", hold=False))
+
+    async def blocked() -> bool:  # the second transaction waits on the approval's row lock
+        async with db.engine.connect() as conn:
+            waiting = await conn.execute(
+                text("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+            )
+            return bool(waiting.scalar())
+
+    await wait_until(blocked, message="the second decision to wait for the first's lock")
+    assert not second.done()
+    let_first_commit.set()
+    assert await first == [] and await second == ["U1"]
+
+
+async def test_concurrent_turns_add_to_a_day_s_spend_without_losing_any(db: Database) -> None:
+    from storage import spend
+
+    async with db.write() as session:
+        assert await spend.open_day(
+            session=session, agent="ops", day="2024-05-01", prompt_tokens=0, completion_tokens=0, cost=0.0
+        )
+
+    async def turn() -> None:
+        async with db.write() as session:
+            assert await spend.add(
+                session=session,
+                agent="ops",
+                day="2024-05-01",
+                prompt_tokens=10,
+                completion_tokens=2,
+                cost=0.5,
+            )
+
+    await asyncio.gather(*(turn() for _ in range(20)))
+    async with db.read() as session:
+        row = await spend.of_day(session=session, agent="ops", day="2024-05-01")
+    assert row is not None and (row.prompt_tokens, row.completion_tokens, row.cost) == (200, 40, 10.0)

@@ -12,7 +12,7 @@ newest active alert, the first post), and the slack_* tables are dropped (every
 installation is forgotten: the app must be installed again).
 
 Revision ID: 0010
-Revises: 0007
+Revises: 0009
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010"
-down_revision = "0007"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
@@ -44,13 +44,13 @@ def upgrade() -> None:
         batch.create_unique_constraint("uq_summary_day_channel", ["team_id", "day", "channel_id", "attempt"])
     if sqlite:
         # SQLite cannot change a primary key: the rows move to a table made with the new one.
-        op.rename_table("controls", "_controls_0007")
+        op.rename_table("controls", "_controls_old")
         _controls(["team_id", "scope"])
         op.execute(
             "INSERT INTO controls (team_id, scope, paused, by_user, reason, changed_at) "
-            "SELECT '', scope, paused, by_user, reason, changed_at FROM _controls_0007"
+            "SELECT '', scope, paused, by_user, reason, changed_at FROM _controls_old"
         )
-        op.drop_table("_controls_0007")
+        op.drop_table("_controls_old")
     else:
         op.add_column("controls", _team())
         op.drop_constraint("controls_pkey", "controls", type_="primary")

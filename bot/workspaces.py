@@ -60,6 +60,9 @@ class Workspaces:
         self._surfaces: dict[str, tuple[float, str | None, SlackSurface | None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._told: set[str] = set()  # teams whose missing installation was logged
+        self._retired: list[SlackSurface] = []
+        """Surfaces of tokens no longer used: closed when the process stops, not when dropped
+        (a call may still be under way on them: closing its session would leave it hanging)."""
 
     def for_team(self, team_id: str) -> Surface:
         return TeamSurface(self, team_id)
@@ -89,7 +92,7 @@ class Workspaces:
                 )
             surface = held[2] if held is not None and held[1] == token else None
             if surface is None and held is not None and held[2] is not None:
-                await held[2].close()  # a new token (installed again): a new client
+                self._retired.append(held[2])  # a new token (installed again): a new client
             if surface is None and token is not None:
                 client = make_client(token, self.base_url, redactor=self.redactor)
                 surface = SlackSurface(client, on_failure=self.on_failure)
@@ -106,11 +109,14 @@ class Workspaces:
         its token refused)."""
         held = self._surfaces.pop(team_id, None)
         if held is not None and held[2] is not None:
-            await held[2].close()
+            self._retired.append(held[2])
 
     async def close(self) -> None:
         for team_id in list(self._surfaces):
             await self.forget(team_id)
+        retired, self._retired = self._retired, []
+        for surface in retired:
+            await surface.close()
 
 
 class TeamSurface:

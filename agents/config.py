@@ -21,6 +21,7 @@ from typing import Annotated, Any, ClassVar, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -380,8 +381,35 @@ class ModelConfig(Strict):
     """Sent with every request (low: choosing tools wants little randomness); false sends none."""
 
 
+TEAM_ID = re.compile(r"T[A-Z0-9]{1,31}")
+CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{1,31}")
+
+
+def _team_id(value: str | None) -> str | None:
+    if value is not None and not TEAM_ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Slack workspace id (T0123ABC)")
+    return value
+
+
+def _channel_id(value: str | None) -> str | None:
+    if value is not None and not CHANNEL_ID.fullmatch(value):
+        raise ValueError(f"{value!r} is not a Slack channel id (C0123ABC)")
+    return value
+
+
+class TeamConfig(Strict):
+    """One workspace's own channels when the app is installed in many (`[teams."T0123ABC"]`)."""
+
+    summary_channel: Annotated[str | None, AfterValidator(_channel_id)] = None
+    """Where its daily summary goes (only its own runs); none: it gets no summary."""
+    alerts_channel: Annotated[str | None, AfterValidator(_channel_id)] = None
+    """Where alerts about its runs go (stuck, failure and undo rates, crashes); none: nowhere."""
+
+
 class AlertsConfig(Strict):
     channel: str | None = None  # where alerts go; the summary channel when unset
+    team: Annotated[str | None, AfterValidator(_team_id)] = None
+    """Many workspaces: the workspace `channel` is in (process-wide alerts are posted there)."""
     stuck_minutes: float = Field(default=15, gt=0)  # a running run with no step for this long
     window_minutes: float = Field(default=60, gt=0)  # rates are computed over this window
     min_runs: int = Field(default=5, ge=1)  # no rate alert below this many finished runs
@@ -397,6 +425,7 @@ class Config(Strict):
     control: ControlConfig = Field(default_factory=ControlConfig)
     summary: SummaryConfig = Field(default_factory=SummaryConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    teams: dict[str, TeamConfig] = Field(default_factory=dict)  # workspace id -> its channels
     prices: dict[str, Price] = Field(default_factory=dict)  # model name -> price
     models: dict[str, ModelConfig] = Field(default_factory=dict)  # model name -> request settings
     agents: list[AgentConfig] = Field(min_length=1)
@@ -475,6 +504,11 @@ class Config(Strict):
                         )
                     )
                 served[channel] = agent.name
+        for team_id in self.teams:
+            if not TEAM_ID.fullmatch(team_id):
+                problems.append(
+                    (f"teams.{team_id}", "", f"{team_id!r} is not a Slack workspace id (T0123ABC)")
+                )
         problems += self._mcp_problems()
         problems += self._policy_problems()
         if problems:
@@ -525,6 +559,10 @@ class Config(Strict):
         """The MCP tool names the file itself lists for the agent (for suggestions)."""
         servers = [s for s in self.mcp_servers if s.name in agent.mcp_servers]
         return [s.action_name(t) for s in servers for t in (s.tools or [*s.undo, *s.settings])]
+
+    def team(self, team_id: str) -> TeamConfig:
+        """A workspace's own channels (none when it has no `[teams."<id>"]` entry)."""
+        return self.teams.get(team_id) or TeamConfig()
 
     def _policy_problems(self) -> list[tuple[str, str, str]]:
         """A two-person rule needs two people to be possible at all."""

@@ -58,7 +58,8 @@ class Executor:
             agent=self.agent,
             requester=self.requester,
             db=self.rt.db,
-            chat=self.rt.chat,
+            chat=self.rt.chat_for(self.requester.team_id),
+            workspace=self.rt.workspace_of(self.requester.team_id),
             idempotency_key=idempotency_key,
             author_note=self.author_note,
         )
@@ -100,6 +101,7 @@ class Executor:
                 agent=self.agent,
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
+                team_id=self.requester.team_id,
                 budget=self.budget,
             )
             # A reply in the thread came in after the model decided this call: the call waits for
@@ -306,6 +308,7 @@ class Executor:
                     agent=self.agent,
                     worker_id=self.rt.worker_id,
                     lease=self.rt.lease,
+                    team_id=self.requester.team_id,
                     budget=self.budget,
                 )
             if approval is None and stop is None:

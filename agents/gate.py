@@ -79,6 +79,7 @@ async def stop(
     worker_id: str,
     lease: timedelta,
     budget: Budget | None = None,
+    team_id: str = "",
 ) -> Interrupted | None:
     """Why the run may not take its next step, or None.
 
@@ -92,11 +93,12 @@ async def stop(
 
     `budget`: the run's token budget and its agent's daily cap (agents.budget), checked last;
     None for an agent with neither, so such a step does no more work than before.
+    `team_id`: the run's workspace, whose pauses stop it (and those of every workspace).
     """
     undone_by = await runs.renew_lease(session=session, run_id=run_id, worker_id=worker_id, lease=lease)
     if undone_by:
         return UndoRequested(undone_by)
-    pause = await controls.paused_scope(session=session, agent=agent)
+    pause = await controls.paused_scope(session=session, agent=agent, team_id=team_id)
     if pause is not None:
         paused = Paused(pause.scope)
         await wait(

@@ -184,6 +184,7 @@ class RunLoop:
                 agent=self.agent.name,
                 worker_id=self.rt.worker_id,
                 lease=self.rt.lease,
+                team_id=self.requester.team_id,
                 budget=self.budget,
             )
             if stop is None:  # the lease was renewed by gate.stop, in this transaction
@@ -338,6 +339,7 @@ class RunLoop:
                         agent=self.agent.name,
                         worker_id=self.rt.worker_id,
                         lease=self.rt.lease,
+                        team_id=self.requester.team_id,
                         budget=self.budget,
                     )
                 if stop is not None:

@@ -108,7 +108,8 @@ async def _compensate(rt: Runtime, step: Step, *, by: int, owner: Run, requester
         agent=owner.agent,
         requester=requester,
         db=rt.db,
-        chat=rt.chat,
+        chat=rt.chat_for(requester.team_id),
+        workspace=rt.workspace_of(requester.team_id),
         idempotency_key=f"{step.idempotency_key}-undo",
     )
     with tracing.span(

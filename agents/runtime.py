@@ -48,6 +48,21 @@ class Runtime:
     mcp: McpManager | None = None
     """The MCP servers of the configuration, connected once per process (their tools reach
     agents through `registry`); None where a process has none (tests of other parts)."""
+    chats: Callable[[str], Chat] | None = None
+    """Each workspace's chat, by team id (the app installed in many workspaces); None: `chat`
+    for every workspace."""
+
+    owner: Callable[[str], str] | None = None
+    """The workspace whose rows a run of `team_id` reads and writes (many workspaces: itself);
+    None: "" (one workspace, every row)."""
+
+    def workspace_of(self, team_id: str) -> str:
+        return self.owner(team_id) if self.owner is not None else ""
+
+    def chat_for(self, team_id: str) -> Chat:
+        """How Slack actions of a run in workspace `team_id` post and delete messages."""
+        return self.chats(team_id) if self.chats is not None else self.chat
+
     dry_run: DryRun | None = None
     """Set for `chatops replay` and `chatops eval` (agents.dryrun): the executor answers every
     call from it instead of running the action, and asks nobody for approval."""

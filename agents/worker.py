@@ -18,6 +18,7 @@ from agents import logcontext
 from agents.loop import RunLoop
 from agents.runtime import Runtime
 from storage import runs
+from storage.models import FINAL_STATUSES
 from storage.runs import LeaseLost
 
 log = logging.getLogger(__name__)
@@ -145,7 +146,7 @@ class Worker:
         try:
             await RunLoop(self.rt, run_id).execute()
         except LeaseLost:
-            log.warning("run #%s: lease lost to another worker; stopping here", run_id)
+            await self._lost(run_id)
         except asyncio.CancelledError:
             raise
         except Exception:  # broad on purpose: a crash is counted, and the run tried again
@@ -158,6 +159,19 @@ class Worker:
         finally:
             self.tasks.pop(run_id, None)
             self._wake.set()
+
+    async def _lost(self, run_id: int) -> None:
+        """This worker no longer holds the run: another worker took it, or it was ended
+        without it (cancelled: the app was removed from its workspace)."""
+        try:
+            async with self.rt.db.read() as session:
+                run = await runs.get_run(session=session, run_id=run_id)
+        except Exception:  # broad on purpose: only the log line depends on it
+            run = None
+        if run is not None and run.status in FINAL_STATUSES:
+            log.info("run #%s was %s meanwhile (%s); stopping here", run_id, run.status, run.error or "")
+        else:
+            log.warning("run #%s: lease lost to another worker; stopping here", run_id)
 
     async def _sleep(self) -> None:
         # asyncio.timeout, not wait_for: on Python 3.11 wait_for swallows a cancellation that

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 from bot.render import Message, render
-from bot.surface import Surface
+from bot.surface import OneSurface, Surface, Surfaces
 from storage import approvals, requests, runs
 from storage.engine import Database
 from storage.models import Approval, ApprovalDecision, ApprovalStatus, Run
@@ -31,9 +31,11 @@ class Decided:
 
 
 class ApprovalMessages:
-    def __init__(self, db: Database, surface: Surface) -> None:
+    def __init__(self, db: Database, surface: Surface, *, surfaces: Surfaces | None = None) -> None:
         self.db = db
         self.surface = surface
+        self.surfaces = surfaces or OneSurface(surface)
+        """An approval is asked for in the workspace of its run."""
 
     async def post(self, approval_id: int) -> None:
         async with self.db.write() as session:
@@ -49,7 +51,7 @@ class ApprovalMessages:
         # The approval's channel is where its buttons count (bot.controls.decide checks it).
         thread_ts = run.thread_ts if approval.channel_id == run.channel_id else None
         try:
-            ts = await self.surface.post(
+            ts = await self.surfaces.for_team(run.team_id).post(
                 channel=approval.channel_id, text=message.text, blocks=message.blocks, thread_ts=thread_ts
             )
         except BaseException:
@@ -75,7 +77,7 @@ class ApprovalMessages:
                 return
             decided = await _decided(session, approval, run)
         message = self.message(approval, run, decided)
-        await self.surface.update(
+        await self.surfaces.for_team(run.team_id).update(
             channel=approval.channel_id,
             ts=approval.message_ts or "",
             text=message.text,

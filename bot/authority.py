@@ -17,7 +17,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 from agents.config import Config
 from bot.control_messages import Reply, refusal
-from bot.surface import Surface, UserInfo, UserLookupFailed
+from bot.surface import OneSurface, Surface, Surfaces, UserInfo, UserLookupFailed
 from storage import audit, requests, roles
 from storage.clock import now
 from storage.engine import Database
@@ -50,10 +50,14 @@ class Standing:
 
 
 class Authority:
-    def __init__(self, db: Database, config: Config, surface: Surface) -> None:
+    def __init__(
+        self, db: Database, config: Config, surface: Surface, *, surfaces: Surfaces | None = None
+    ) -> None:
         self.db = db
         self.config = config
         self.surface = surface
+        self.surfaces = surfaces or OneSurface(surface)
+        """Who a user is is asked of their own workspace (users.info with its token)."""
         self.fresh_for = timedelta(minutes=config.control.role_cache_minutes)
 
     async def refusal(
@@ -69,6 +73,7 @@ class Authority:
             async with self.db.write() as session:
                 await audit.record(
                     session=session,
+                    team_id=self.surfaces.owner(team_id),
                     actor=user_id,
                     action="unverified",
                     target="pause",
@@ -132,7 +137,7 @@ class Authority:
             return Standing(known.refusal is None, known.refusal)
         try:
             async with asyncio.timeout(USER_LOOKUP_SECONDS):
-                info = await self.surface.user(user_id)
+                info = await self.surfaces.for_team(team_id).user(user_id)
         except (TimeoutError, UserLookupFailed):
             if known is not None:
                 log.warning(
@@ -147,12 +152,15 @@ class Authority:
             )
         return Standing(reason is None, reason)
 
-    async def refused(self, user_id: str, verb: str, reason: str, *, target: str | None = None) -> Reply:
+    async def refused(
+        self, user_id: str, verb: str, reason: str, *, target: str | None = None, team_id: str = ""
+    ) -> Reply:
         """Refuse a person who may not control agents, or not decide this approval (`target`)
         (audited); only they see why."""
         async with self.db.write() as session:
             await audit.record(
                 session=session,
+                team_id=self.surfaces.owner(team_id),
                 actor=user_id,
                 action="refused",
                 target=target or verb,
@@ -161,7 +169,9 @@ class Authority:
         log.info("refused %s from %s: %s", verb, user_id, reason)
         return Reply(refusal(user_id, verb, reason), private=True)
 
-    async def first_time(self, user_id: str, verb: str, delivery: str | None) -> Reply | None:
+    async def first_time(
+        self, user_id: str, verb: str, delivery: str | None, *, team_id: str = ""
+    ) -> Reply | None:
         """None the first time a delivery (a slash command's or a click's trigger_id) is seen;
         a refusal (audited) when it is seen again: a replayed control is not done twice."""
         if not delivery:
@@ -170,17 +180,30 @@ class Authority:
             if await requests.record_delivery(session=session, key=delivery, kind="control"):
                 return None
             await audit.record(
-                session=session, actor=user_id, action="refused", target=verb, detail=f"replayed {delivery}"
+                session=session,
+                team_id=self.surfaces.owner(team_id),
+                actor=user_id,
+                action="refused",
+                target=verb,
+                detail=f"replayed {delivery}",
             )
         log.warning("refused a replayed %s from %s (%s)", verb, user_id, delivery)
         return Reply("This request was already received; it is not done twice.", private=True)
 
 
-async def not_here(session: AsyncSession, user_id: str, verb: str, kind: str, number: int, why: str) -> Reply:
+async def not_here(
+    session: AsyncSession, user_id: str, verb: str, kind: str, number: int, why: str, *, team_id: str = ""
+) -> Reply:
     """Refuse a run or approval that does not belong where it was asked for, in words that do
-    not tell whether it exists elsewhere (the audit row, in the caller's transaction, says why)."""
+    not tell whether it exists elsewhere (the audit row, in the caller's transaction, says why;
+    `team_id`: the workspace it was asked in, as its rows are kept)."""
     await audit.record(
-        session=session, actor=user_id, action="refused", target=f"{kind}:{number}", detail=f"{verb}: {why}"
+        session=session,
+        team_id=team_id,
+        actor=user_id,
+        action="refused",
+        target=f"{kind}:{number}",
+        detail=f"{verb}: {why}",
     )
     log.info("refused %s of %s #%s from %s: %s", verb, kind, number, user_id, why)
     return Reply(f"There is no {kind} #{number} here.", private=True)

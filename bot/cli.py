@@ -24,13 +24,17 @@ DESCRIPTIONS = {
     "run": (
         "Start chatops the way the environment says: Slack over HTTP when SLACK_BOT_TOKEN and "
         "SLACK_SIGNING_SECRET are set, Socket Mode when SLACK_BOT_TOKEN and SLACK_APP_TOKEN are, "
-        "and the local console when no Slack credential is set. A partial set is an error that "
+        "and the local console when no Slack credential is set. With SLACK_CLIENT_ID and "
+        "SLACK_CLIENT_SECRET (and SLACK_SIGNING_SECRET) instead of a bot token, it serves every "
+        "workspace that installs the app through /slack/install. A partial set is an error that "
         "names the missing variable."
     ),
     "serve": (
         "Serve Slack over HTTP: POST /slack/events (Events API, slash commands, interactivity), "
         "GET /healthz and GET /metrics, with the workers and the scheduled jobs in the same "
-        "process unless told otherwise. Needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET."
+        "process unless told otherwise. Needs SLACK_BOT_TOKEN and SLACK_SIGNING_SECRET, or "
+        "SLACK_CLIENT_ID, SLACK_CLIENT_SECRET and SLACK_SIGNING_SECRET for many workspaces (then "
+        "GET /slack/install and GET /slack/oauth_redirect install the app)."
     ),
     "worker": (
         "Work queued runs and nothing else: start as many as you need next to `chatops serve "
@@ -132,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         quiet = command in ("console", "replay", "eval") or (
-            command == "run" and not (settings.slack_http or settings.slack_socket)
+            command == "run" and not (settings.slack_http or settings.slack_socket or settings.slack_oauth)
         )
         chosen = getattr(args, "config", None)  # replay and eval may try another configuration
         config = load_config(chosen or settings.config_path())  # fail before anything starts
@@ -144,6 +148,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     from bot import runner  # imported late: the heavy imports follow a valid configuration
 
     if command == "run":
+        if settings.slack_oauth:
+            print(
+                f"chatops: Slack app credentials found (SLACK_CLIENT_ID): serving every workspace that "
+                f"installs it over HTTP on port {settings.port} (install at /slack/install).",
+                file=sys.stderr,
+            )
+            return _run(runner.serve(settings, host="0.0.0.0", port=settings.port, migrate=True))
         if settings.slack_socket:
             print("chatops: Slack credentials found: connecting in Socket Mode.", file=sys.stderr)
             return _run(runner.socket_mode(settings, migrate=True))
@@ -184,6 +195,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _credentials_problem(command: str, settings: Settings) -> str | None:
     """What keeps `command` from starting with the Slack credentials as set, naming the variable."""
+    if command in ("run", "serve", "worker", "summary") and settings.slack_oauth:
+        from bot.oauth import problem  # many workspaces (installed through OAuth)
+
+        return problem(settings, serving=command in ("run", "serve"))
     if command == "run":
         return settings.slack_partial()
     if command == "summary" and "SLACK_BOT_TOKEN" not in settings.slack_given():

@@ -24,7 +24,7 @@ from bot.control_messages import Reply
 from bot.places import Scope, Where
 from bot.presenter import Presenter
 from bot.summary import Summaries
-from bot.surface import Surface
+from bot.surface import OneSurface, Surface, Surfaces
 from storage import approvals, audit, cases, controls, journal, requests, runs, spend
 from storage.controls import ALL
 from storage.engine import Database
@@ -44,14 +44,17 @@ class Controls:
         presenter: Presenter,
         wake: Callable[[], None],
         summaries: Summaries,
+        surfaces: Surfaces | None = None,
     ) -> None:
         self.summaries = summaries
         self.db = db
         self.config = config
         self.surface = surface
+        self.surfaces = surfaces or OneSurface(surface)
+        """A control answers in its own workspace, and acts on that workspace's rows only."""
         self.presenter = presenter
         self.wake = wake
-        self.authority = Authority(db, config, surface)
+        self.authority = Authority(db, config, surface, surfaces=self.surfaces)
 
     async def role_of(self, user_id: str, *, team_id: str, user_team: str | None = None) -> str:
         """ "member" or "customer": what a request from this user may reach (`Authority`)."""
@@ -63,14 +66,15 @@ class Controls:
         """Perform a command already authorized."""
         if command.verb == "undo":
             return await self.undo(user_id, where=where, run_id=_int(command.target))
+        team = self.surfaces.owner(where.team_id)
         if command.verb in ("pause", "resume"):
             scope = await self._scope(command.target, where)
             if scope is None:
                 known = ", ".join(a.name for a in self.config.agents)
                 return Reply(f"There is no agent named {command.target!r}. Agents: {known}.")
             if command.verb == "pause":
-                return await self.pause(user_id, scope)
-            reply = await self.resume(user_id, scope)
+                return await self.pause(user_id, scope, team_id=team)
+            reply = await self.resume(user_id, scope, team_id=team, asked_in=where.team_id)
             if command.target is None and where.thread_ts:
                 reply = await self._continue_stopped(user_id, where) or reply
             return reply
@@ -78,9 +82,15 @@ class Controls:
             return Reply(await self.status(where.scope(user_id)))
         if command.verb == "summary":
             day = date.fromisoformat(command.target) if command.target else self.summaries.today()
-            result = await self.summaries.post(day, force=True, channel=where.channel_id)
+            result = await self.summaries.post(day, force=True, channel=where.channel_id, team_id=team)
+            if team and not self.summaries.channel(team):
+                result += (
+                    f' (this workspace gets no daily summary: [teams."{team}"] summary_channel is not set)'
+                )
             async with self.db.write() as session:
-                await audit.record(session=session, actor=user_id, action="summary", target=where.channel_id)
+                await audit.record(
+                    session=session, team_id=team, actor=user_id, action="summary", target=where.channel_id
+                )
             return Reply(f"Summary: {result}.", public=True)
         return Reply(say.HELP)
 
@@ -102,7 +112,16 @@ class Controls:
             else:
                 run = await places.run_here(session, run_id, user_id, where)
                 if run is None:
-                    return await not_here(session, user_id, "undo", "run", run_id, places.why_not_here(where))
+                    why = places.why_not_here(where)
+                    return await not_here(
+                        session,
+                        user_id,
+                        "undo",
+                        "run",
+                        run_id,
+                        why,
+                        team_id=self.surfaces.owner(where.team_id),
+                    )
             assert run.id is not None
             # A run's undo is its case's: every run started from the same request, across agents.
             state, _ = await cases.request_case_undo(session=session, run_id=run.id, by_user=user_id)
@@ -113,7 +132,13 @@ class Controls:
                     withdrawn += await approvals.withdraw(
                         session=session, run_id=member.id or 0, by_user=user_id
                     )
-                await audit.record(session=session, actor=user_id, action="undo", target=f"run:{run.id}")
+                await audit.record(
+                    session=session,
+                    team_id=self.surfaces.owner(run.team_id),
+                    actor=user_id,
+                    action="undo",
+                    target=f"run:{run.id}",
+                )
         for approval_id in withdrawn:
             await self.presenter.approval_decided(approval_id)
         if state == "already":
@@ -162,11 +187,16 @@ class Controls:
             message = say.did_you_mean(meant)
         return Reply(message.text, blocks=message.blocks, private=True)
 
-    async def pause(self, user_id: str, scope: str) -> Reply:
+    async def pause(self, user_id: str, scope: str, *, team_id: str = "") -> Reply:
+        """Pause `scope` in workspace `team_id` ("": in every workspace)."""
         async with self.db.write() as session:
-            changed = await controls.set_paused(session=session, scope=scope, paused=True, by_user=user_id)
+            changed = await controls.set_paused(
+                session=session, scope=scope, paused=True, by_user=user_id, team_id=team_id
+            )
             if changed:
-                await audit.record(session=session, actor=user_id, action="pause", target=_target(scope))
+                await audit.record(
+                    session=session, team_id=team_id, actor=user_id, action="pause", target=_target(scope)
+                )
         what = "All agents are" if scope == ALL else f"Agent *{scope}* is"
         if not changed:
             return Reply(f"{what} already paused.")
@@ -177,24 +207,35 @@ class Controls:
             public=True,
         )
 
-    async def resume(self, user_id: str, scope: str) -> Reply:
+    async def resume(self, user_id: str, scope: str, *, team_id: str = "", asked_in: str = "") -> Reply:
+        """Lift the pauses of `scope` in workspace `team_id` (its own: a workspace does not lift
+        a pause of every workspace); `asked_in`: the team asked from, to say what still holds."""
         async with self.db.write() as session:
-            # Read before set_paused changes them (the rows are the session's own objects).
-            paused = {c.scope: c.reason for c in await controls.all_controls(session=session) if c.paused}
+            # Read before set_paused changes them (the rows are the session's own objects). A
+            # workspace lifts its own pauses, not those of every workspace.
+            flags = await controls.all_controls(session=session, team_id=team_id)
+            paused = {c.scope: c.reason for c in flags if c.paused and c.team_id == team_id}
             scopes = list(paused) if scope == ALL else [scope]
             changed = [
                 s
                 for s in scopes
-                if await controls.set_paused(session=session, scope=s, paused=False, by_user=user_id)
+                if await controls.set_paused(
+                    session=session, scope=s, paused=False, by_user=user_id, team_id=team_id
+                )
             ]
             # An agent that paused itself at its daily cap would pause again at its next step:
             # a person's resume lets it spend another cap's worth today (agents.budget).
             room = [await self._more_room(session, s) for s in changed if paused.get(s) == budget.CAP_REASON]
             requeued = await runs.requeue_waiting(
-                session=session, kind=WaitKind.paused, agent=None if scope == ALL else scope
+                session=session,
+                kind=WaitKind.paused,
+                agent=None if scope == ALL else scope,
+                team_id=team_id or None,
             )
             for s in changed:
-                await audit.record(session=session, actor=user_id, action="resume", target=_target(s))
+                await audit.record(
+                    session=session, team_id=team_id, actor=user_id, action="resume", target=_target(s)
+                )
         self.wake()
         for run_id in requeued:
             await self.presenter.run_progressed(run_id)
@@ -204,7 +245,7 @@ class Controls:
         still = ""
         if scope != ALL:
             async with self.db.read() as session:
-                if await controls.paused_scope(session=session, agent=scope):
+                if await controls.paused_scope(session=session, agent=scope, team_id=asked_in or team_id):
                     still = " (all agents are still paused: `resume all` lifts that)"
         return Reply(
             f":arrow_forward: {what} resumed by <@{user_id}> at {say.clock()}{still}. "
@@ -253,14 +294,24 @@ class Controls:
                 error=f"interrupted by a crash; result unknown; <@{user_id}> chose to continue",
             )
             await runs.requeue(session=session, run_id=run.id)
-            await audit.record(session=session, actor=user_id, action="resume", target=f"run:{run.id}")
+            await audit.record(
+                session=session,
+                team_id=self.surfaces.owner(run.team_id),
+                actor=user_id,
+                action="resume",
+                target=f"run:{run.id}",
+            )
         self.wake()
         return Reply(f":arrow_forward: Run #{run.id} continues, at the request of <@{user_id}>.", public=True)
 
     async def status(self, scope: Scope) -> str:
         """Agents and their pause state, and the runs and approvals `scope` may see."""
         async with self.db.read() as session:
-            flags = {c.scope: c for c in await controls.all_controls(session=session) if c.paused}
+            flags = {
+                c.scope: c
+                for c in await controls.all_controls(session=session, team_id=scope.team_id)
+                if c.paused
+            }
             active = await runs.runs_in_flight_in_scope(
                 session=session,
                 team_id=scope.team_id,
@@ -297,7 +348,8 @@ class Controls:
             approval = await places.approval_here(session, approval_id, where)
             if approval is None:
                 why = f"not the approval of message {where.message_ts} in {where.channel_id}"
-                return await not_here(session, user_id, verb, "approval", approval_id, why)
+                team = self.surfaces.owner(where.team_id)
+                return await not_here(session, user_id, verb, "approval", approval_id, why, team_id=team)
             # Locked: two people deciding at once are counted one after the other.
             approval = await approvals.lock_approval(session=session, approval_id=approval_id)
             assert approval is not None
@@ -318,7 +370,9 @@ class Controls:
                     session, user_id, approval, approve=approve, earlier=len(earlier)
                 )
         if refused is not None:
-            return await self.authority.refused(user_id, verb, refused, target=f"approval:{approval_id}")
+            return await self.authority.refused(
+                user_id, verb, refused, target=f"approval:{approval_id}", team_id=where.team_id
+            )
         if done:
             self.wake()
         await self.presenter.approval_decided(approval_id)
@@ -337,8 +391,10 @@ class Controls:
         approved = earlier + 1  # those before were approvals: a deny would have decided it
         done = not approve or approved >= approval.needed
         count = f" ({approved} of {approval.needed})" if approve and approval.needed > 1 else ""
+        run = await runs.get_run(session=session, run_id=approval.run_id)
         await audit.record(
             session=session,
+            team_id=self.surfaces.owner(run.team_id if run else ""),
             actor=user_id,
             action=verb,
             target=f"approval:{approval.id}",
@@ -376,8 +432,10 @@ class Controls:
             expired = await approvals.expire_due(session=session)
             for a in expired:
                 await runs.requeue(session=session, run_id=a.run_id)
+                run = await runs.get_run(session=session, run_id=a.run_id)
                 await audit.record(
                     session=session,
+                    team_id=self.surfaces.owner(run.team_id if run else ""),
                     actor="system",
                     action="expire",
                     target=f"approval:{a.id}",

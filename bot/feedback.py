@@ -10,6 +10,7 @@ daily summary shows them per agent, and a burst of Bad votes is an alert (bot.wa
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from bot import places
 from bot.authority import not_here
@@ -33,8 +34,10 @@ def parse(value: str) -> tuple[Vote, int] | None:
 
 
 class Votes:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, owner: Callable[[str], str] | None = None) -> None:
         self.db = db
+        self.owner = owner or (lambda _: "")
+        """The workspace a vote's audit row is kept under (`Surfaces.owner`)."""
 
     async def vote(self, user_id: str, value: str, *, where: Where) -> Reply:
         """Record a click on a feedback button of the message `where` names; only the voter sees
@@ -47,13 +50,16 @@ class Votes:
         async with self.db.write() as session:
             run = await places.run_here(session, run_id, user_id, where)
             if run is None:
-                return await not_here(session, user_id, "feedback", "run", run_id, places.why_not_here(where))
+                why = places.why_not_here(where)
+                team = self.owner(where.team_id)
+                return await not_here(session, user_id, "feedback", "run", run_id, why, team_id=team)
             before = await feedback.record_vote(
                 session=session, run_id=run_id, user_id=user_id, team_id=where.team_id, vote=vote
             )
             if before != vote:
                 await audit.record(
                     session=session,
+                    team_id=self.owner(where.team_id),
                     actor=user_id,
                     action="feedback",
                     target=f"run:{run_id}",

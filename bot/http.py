@@ -1,4 +1,5 @@
-"""The HTTP server (aiohttp): POST /slack/events, GET /healthz, GET /metrics."""
+"""The HTTP server (aiohttp): POST /slack/events, GET /healthz, GET /metrics; with many
+workspaces (bot.oauth), GET /slack/install and GET /slack/oauth_redirect too."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 
 from agents import metrics
-from bot import shapes
+from bot import oauth, shapes
 from bot.services import Services
 from storage import approvals, controls, runs
 from storage.engine import Database
@@ -96,6 +97,8 @@ def build_web_app(
         )
 
     app.router.add_post("/slack/events", slack_events)
+    if bolt is not None and bolt.oauth_flow is not None:
+        oauth.add_routes(app, bolt.oauth_flow)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/metrics", prometheus)
     return app

@@ -143,7 +143,7 @@ class Intake:
         metrics.REQUESTS.labels("steering" if target is not None else kind).inc()
         if target is not None:
             log.info("reply in the thread of run #%s steers it (%s)", run.id, m.channel_id)
-            self.presenter.steered(run.id, channel=m.channel_id, ts=m.ts)
+            self.presenter.steered(run.id, channel=m.channel_id, ts=m.ts, team_id=m.team_id)
             return Accepted(run.id, run.agent, steered=True)
         log.info("request accepted: run #%s for %s (%s in %s)", run.id, agent, kind, m.channel_id)
         self.on_queued()

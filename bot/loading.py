@@ -58,8 +58,11 @@ class LoadingStatus:
         *,
         refresh: float = REFRESH,
         enabled: bool = True,
+        surface_of: Callable[[int], Surface] | None = None,
     ) -> None:
         self.surface = surface
+        self.surface_of = surface_of
+        """The surface of a run's workspace (many workspaces); None: `surface` for every run."""
         self.locate = locate
         """The run's thread, loaded when this process has not shown the run yet (None: no thread)."""
         self.refresh = refresh
@@ -163,7 +166,8 @@ class LoadingStatus:
 
     async def _set(self, run_id: int, where: Where, status: str) -> None:
         try:
-            await self.surface.set_status(
+            surface = self.surface_of(run_id) if self.surface_of is not None else self.surface
+            await surface.set_status(
                 channel=where[0],
                 thread_ts=where[1],
                 status=status,

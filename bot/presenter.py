@@ -25,7 +25,7 @@ from bot.approval_messages import ApprovalMessages, is_ts
 from bot.loading import REFRESH, LoadingStatus, Where
 from bot.render import Message, escape, render
 from bot.run_view import FINAL_REACTION, RunView, final_reaction, loading_status, run_link
-from bot.surface import Surface
+from bot.surface import OneSurface, Surface, Surfaces
 from storage import approvals, controls, journal, requests, runs, steering
 from storage.engine import Database
 from storage.models import Request, Run, RunStatus, WaitKind
@@ -61,11 +61,17 @@ class Presenter:
         loading: bool = True,
         loading_refresh: float = REFRESH,
         stream_answers: bool = True,
+        surfaces: Surfaces | None = None,
     ) -> None:
         self.db = db
         self.surface = surface
+        self.surfaces = surfaces or OneSurface(surface)
+        """Each run is shown through the surface of its own workspace (`for_team(run.team_id)`)."""
         self.edit_interval = edit_interval
-        self.loading = LoadingStatus(surface, self._thread_of, refresh=loading_refresh, enabled=loading)
+        self._teams: dict[int, str] = {}  # the workspace of each run shown (its loading status's)
+        self.loading = LoadingStatus(
+            surface, self._thread_of, refresh=loading_refresh, enabled=loading, surface_of=self._surface_of
+        )
         """The thread's loading status while a step runs (bot.loading)."""
         self.stream_answers = stream_answers
         """Stream a language model's answer into the outcome (bot.outcome)."""
@@ -76,7 +82,7 @@ class Presenter:
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Task[None]] = set()
         self._announcing = asyncio.Semaphore(ANNOUNCING)
-        self.approvals = ApprovalMessages(db, surface)
+        self.approvals = ApprovalMessages(db, surface, surfaces=self.surfaces)
         self._stale: set[int] = set()  # runs whose last status edit Slack refused
 
     # Reporter -----------------------------------------------------------------
@@ -120,7 +126,7 @@ class Presenter:
             posted = await self._safely(self._deliver_outcome(run_id, view))
             if showing is not None and not posted:  # no reply cleared the loading status
                 await self._safely(
-                    self.surface.set_status(channel=showing[0], thread_ts=showing[1], status="")
+                    self._surface_of(run_id).set_status(channel=showing[0], thread_ts=showing[1], status="")
                 )
         finally:
             self._forget(run_id)
@@ -131,13 +137,13 @@ class Presenter:
         """Post the run's first message soon, without holding up the caller (the ack)."""
         self._spawn(self._announce(run_id))
 
-    def steered(self, run_id: int, *, channel: str, ts: str) -> None:
+    def steered(self, run_id: int, *, channel: str, ts: str, team_id: str = "") -> None:
         """A reply steers the run: 👀 on it, and the status message says it was received."""
-        self._spawn(self._steered(run_id, channel, ts))
+        self._spawn(self._steered(run_id, channel, ts, team_id))
 
-    async def _steered(self, run_id: int, channel: str, ts: str) -> None:
+    async def _steered(self, run_id: int, channel: str, ts: str, team_id: str) -> None:
         try:
-            await self.surface.react(channel=channel, ts=ts, name="eyes")
+            await self.surfaces.for_team(team_id).react(channel=channel, ts=ts, name="eyes")
         except Exception as e:  # broad on purpose: a reaction is decoration
             log.warning("reaction on a reply steering run #%s failed: %s", run_id, e)
         await self.run_progressed(run_id)
@@ -195,7 +201,7 @@ class Presenter:
             steered = await steering.of_run(session=session, run_id=run_id)
             pause, behind = None, None
             if run.status == RunStatus.queued:
-                pause = await controls.paused_scope(session=session, agent=run.agent)
+                pause = await controls.paused_scope(session=session, agent=run.agent, team_id=run.team_id)
                 behind = await runs.run_ahead(session=session, run=run)
             child = parent = None
             if run.wait_kind == WaitKind.handoff and (run.wait_on or "").isdigit():
@@ -205,6 +211,7 @@ class Presenter:
         paused_by = None if pause is None else ("all agents are" if pause.scope == "*" else f"{run.agent} is")
         if request is None:
             return None
+        self._teams[run_id] = run.team_id
         return RunView(run, request, steps, paused_by, behind, steered, child, parent)
 
     def _status_message(self, view: RunView) -> Message:
@@ -261,7 +268,7 @@ class Presenter:
                 if self._last_text.get(run_id) == message.text:
                     return view
                 try:
-                    await self.surface.update(
+                    await self.surfaces.for_team(run.team_id).update(
                         channel=run.channel_id,
                         ts=run.status_ts,
                         text=message.text,
@@ -280,6 +287,7 @@ class Presenter:
         """Post the status message (claimed, so only one process posts it); False if another did."""
         run, request = view.run, view.request
         assert run.id is not None
+        surface = self.surfaces.for_team(run.team_id)
         async with self.db.write() as session:
             if not await runs.claim_message(session=session, run_id=run.id, field="status_ts"):
                 return False
@@ -288,14 +296,14 @@ class Presenter:
             if request.kind in ("command", "handoff") and not is_ts(thread_ts):
                 # A slash command, or work handed over from another thread: no message to thread
                 # under, so a thread of its own.
-                thread_ts = await self.surface.post(channel=run.channel_id, text=_opener(view))
+                thread_ts = await surface.post(channel=run.channel_id, text=_opener(view))
                 async with self.db.write() as session:
                     await runs.set_thread(session=session, run_id=run.id, thread_ts=thread_ts)
                 run.thread_ts = thread_ts
             else:
                 await self._react(run, request, "eyes")
             message = self._status_message(view)
-            ts = await self.surface.post(
+            ts = await surface.post(
                 channel=run.channel_id, text=message.text, blocks=message.blocks, thread_ts=thread_ts
             )
         except BaseException:
@@ -326,7 +334,7 @@ class Presenter:
         message = outcome.undo_message(view) if undone else outcome.outcome_message(view)
         stream = self.stream_answers and not undone and outcome.streams(view)
         try:
-            ts = await outcome.deliver(self.surface, view, message, stream=stream)
+            ts = await outcome.deliver(self.surfaces.for_team(view.run.team_id), view, message, stream=stream)
         except BaseException:
             async with self.db.write() as session:
                 await runs.set_message_ts(session=session, run_id=run_id, field=field, ts=None)
@@ -351,7 +359,9 @@ class Presenter:
         if request.kind == "command":
             return
         try:
-            await self.surface.react(channel=request.channel_id, ts=request.ts, name=name)
+            await self.surfaces.for_team(run.team_id).react(
+                channel=request.channel_id, ts=request.ts, name=name
+            )
         except Exception as e:  # broad on purpose: a reaction is decoration
             log.warning("reaction %s on run #%s failed: %s", name, run.id, e)
 
@@ -371,10 +381,15 @@ class Presenter:
             run = await runs.get_run(session=session, run_id=run_id)
         if run is None or not is_ts(run.thread_ts):
             return None
+        self._teams[run_id] = run.team_id
         return run.channel_id, run.thread_ts
 
+    def _surface_of(self, run_id: int) -> Surface:
+        """The surface of the run's workspace, as last loaded (none known: no workspace's)."""
+        return self.surfaces.for_team(self._teams.get(run_id, ""))
+
     def _forget(self, run_id: int) -> None:
-        for d in (self._last_edit, self._last_text, self._customer):
+        for d in (self._last_edit, self._last_text, self._customer, self._teams):
             d.pop(run_id, None)
         self.loading.forget(run_id)
         lock = self._locks.get(run_id)

@@ -14,13 +14,17 @@ from slack_bolt.async_app import AsyncApp
 
 from agents.config import Config, load_config
 from agents.model import Planner
+from agents.redaction import Redactor
 from bot.http import build_web_app
+from bot.oauth import OAuth, app_client
 from bot.redaction import redactor_for
 from bot.services import Services, build_services
 from bot.settings import Settings
 from bot.slack_app import build_app
 from bot.surface import SlackSurface, make_client
+from bot.uninstall import Removal
 from bot.watchdog import SlackHealth
+from bot.workspaces import Workspaces
 from storage.engine import Database
 from storage.schema import SchemaOutOfDate
 
@@ -51,13 +55,15 @@ async def console(settings: Settings) -> int:
 
 
 def _slack(settings: Settings) -> tuple[Services, AsyncApp]:
-    assert settings.slack_bot_token is not None
     config = load_config(settings.config_path())
     redactor = redactor_for(settings, config)
+    health = SlackHealth()
+    if settings.slack_oauth:
+        return _many_workspaces(settings, config, redactor, health)
+    assert settings.slack_bot_token is not None
     client = make_client(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url, redactor=redactor
     )
-    health = SlackHealth()
     services = build_services(
         settings,
         SlackSurface(client, on_failure=health.failed),
@@ -68,6 +74,50 @@ def _slack(settings: Settings) -> tuple[Services, AsyncApp]:
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     bolt = build_app(
         services.intake, services.controls, client=client, signing_secret=secret, redactor=redactor
+    )
+    return services, bolt
+
+
+def _many_workspaces(
+    settings: Settings, config: Config, redactor: Redactor, health: SlackHealth
+) -> tuple[Services, AsyncApp]:
+    """Every workspace that installed the app through OAuth (bot.oauth), each with its own
+    bot token (bot.workspaces); a workspace that removes the app stops (bot.uninstall)."""
+    assert settings.slack_client_id is not None
+    if not (config.alerts.team and (config.alerts.channel or config.summary.channel)):
+        log.info(
+            "alerts about the whole process (the model, Slack, MCP servers) are posted nowhere: "
+            "[alerts] team and channel name the operator's workspace and channel"
+        )
+    db = Database(settings.database_url)
+    workspaces = Workspaces(
+        db,
+        settings.slack_client_id,
+        base_url=settings.slack_api_url,
+        redactor=redactor,
+        on_failure=health.failed,
+    )
+    services = build_services(
+        settings,
+        workspaces.for_team(config.alerts.team or ""),  # the operator's: what is no workspace's
+        config=config,
+        db=db,
+        slack_health=health,
+        redactor=redactor,
+        surfaces=workspaces,
+    )
+    services.closers.append(workspaces.close)
+    oauth = OAuth.build(settings, db, workspaces)
+    secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
+    bolt = build_app(
+        services.intake,
+        services.controls,
+        client=app_client(settings, redactor),
+        signing_secret=secret,
+        redactor=redactor,
+        authorize=oauth.authorize,
+        oauth_settings=oauth.settings,
+        listeners=Removal(db, oauth.store, workspaces, services.presenter).listen,
     )
     return services, bolt
 
@@ -231,8 +281,9 @@ async def worker(settings: Settings) -> int:
 
 
 async def summary(settings: Settings, *, day: date | None, force: bool) -> int:
-    """Post the summary of `day` (default: today so far) now; without Slack credentials, print it."""
-    if settings.slack_bot_token is None:
+    """Post the summary of `day` (default: today so far) now; without Slack credentials, print it.
+    With many workspaces, each workspace's, to its own channel."""
+    if settings.slack_bot_token is None and not settings.slack_oauth:
         from bot.console import ConsoleSurface
 
         services = build_services(settings, ConsoleSurface())
@@ -249,7 +300,8 @@ async def summary(settings: Settings, *, day: date | None, force: bool) -> int:
     services, _ = _slack(settings)
     try:
         await services.db.check_schema()
-        print(f"chatops: {await services.summaries.post(day or services.summaries.today(), force=force)}")
+        day = day or services.summaries.today()
+        print(f"chatops: {await services.summaries.post_every(day, force=force)}")
     except SchemaOutOfDate as e:
         return _refuse(e)
     finally:

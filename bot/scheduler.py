@@ -23,7 +23,7 @@ def build_scheduler(services: Services) -> AsyncIOScheduler:
     scheduler = AsyncIOScheduler(timezone=config.summary.timezone)
     hour, minute = (int(x) for x in config.summary.time.split(":"))
     scheduler.add_job(
-        _guarded(services.summaries.post),
+        _guarded(services.summaries.post_every),
         CronTrigger(hour=hour, minute=minute, timezone=config.summary.timezone),
         id="summary",
         misfire_grace_time=3600,

@@ -24,7 +24,7 @@ from bot.presenter import Presenter
 from bot.redaction import redactor_for
 from bot.settings import Settings
 from bot.summary import Summaries
-from bot.surface import Surface
+from bot.surface import OneSurface, Surface, Surfaces
 from bot.watchdog import SlackHealth, Watchdog
 from storage.engine import Database
 
@@ -107,10 +107,12 @@ def build_services(
     db: Database | None = None,
     slack_health: SlackHealth | None = None,
     redactor: Redactor | None = None,
+    surfaces: Surfaces | None = None,
 ) -> Services:
     config = config or load_config(settings.config_path())
     redactor = redactor or redactor_for(settings, config)
     db = db or Database(settings.database_url)
+    surfaces = surfaces or OneSurface(surface)  # many workspaces: bot.workspaces
     presenter = Presenter(
         db,
         surface,
@@ -118,6 +120,7 @@ def build_services(
         loading=settings.chatops_loading_status,
         loading_refresh=settings.chatops_loading_refresh_seconds,
         stream_answers=settings.chatops_stream_answers,
+        surfaces=surfaces,
     )
     planner_for, close_model = planner_factory(settings, config)
     mcp = McpManager(config.mcp_servers)  # connects when started (bot/runner.py) or first needed
@@ -127,6 +130,8 @@ def build_services(
         registry=Registry(config, mcp=mcp),
         planner_for=planner_for,
         chat=surface,
+        chats=surfaces.for_team,
+        owner=surfaces.owner,
         reporter=presenter,
         worker_id=new_worker_id(),
         lease=timedelta(seconds=settings.chatops_lease_seconds),
@@ -138,12 +143,20 @@ def build_services(
     worker = Worker(
         runtime, concurrency=settings.chatops_workers, poll_interval=settings.chatops_poll_seconds
     )
-    summaries = Summaries(db, config, surface)
-    controls = Controls(db, config, surface, presenter, wake=worker.wake, summaries=summaries)
+    summaries = Summaries(db, config, surface, surfaces=surfaces)
+    controls = Controls(
+        db, config, surface, presenter, wake=worker.wake, summaries=summaries, surfaces=surfaces
+    )
     runtime.roles = controls.authority
     intake = Intake(db, config, presenter, on_queued=worker.wake, role_of=controls.role_of)
     watchdog = Watchdog(
-        db, config, surface, slack_health or SlackHealth(), max_crashes=settings.chatops_max_crashes, mcp=mcp
+        db,
+        config,
+        surface,
+        slack_health or SlackHealth(),
+        max_crashes=settings.chatops_max_crashes,
+        mcp=mcp,
+        surfaces=surfaces,
     )
     services = Services(
         settings, config, db, surface, presenter, runtime, worker, intake, controls, summaries, watchdog

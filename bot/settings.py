@@ -15,6 +15,12 @@ class Settings(BaseSettings):
     slack_signing_secret: SecretStr | None = None
     slack_app_token: SecretStr | None = None
     slack_api_url: str = "https://slack.com/api/"
+    # Many workspaces (bot.oauth): installed through Slack's OAuth flow instead of one bot token.
+    slack_client_id: str | None = None
+    slack_client_secret: SecretStr | None = None
+    slack_scopes: str | None = None
+    """Bot scopes asked for at install, comma-separated; default: slack-manifest.json's (bot.oauth)."""
+    slack_redirect_uri: str | None = None
 
     openai_api_key: SecretStr | None = None
     openai_base_url: str | None = None
@@ -53,11 +59,17 @@ class Settings(BaseSettings):
     def secrets(self) -> list[str]:
         """Every credential's value, for redaction."""
         values = [self.slack_bot_token, self.slack_signing_secret, self.slack_app_token, self.openai_api_key]
+        values.append(self.slack_client_secret)
         return [v.get_secret_value() for v in values if v is not None]
 
     @property
     def slack_http(self) -> bool:
         return bool(self.slack_bot_token and self.slack_signing_secret)
+
+    @property
+    def slack_oauth(self) -> bool:
+        """Many workspaces: installed through OAuth (bot.oauth says whether the rest fits)."""
+        return bool(self.slack_client_id or self.slack_client_secret)
 
     @property
     def slack_socket(self) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncAssistant
@@ -52,12 +53,17 @@ def build_app(
     signing_secret: str | None,
     authorize: Any = None,
     redactor: Redactor | None = None,
+    oauth_settings: Any = None,
+    listeners: Callable[[AsyncApp], None] | None = None,
 ) -> AsyncApp:
+    """`oauth_settings` (bot.oauth): installed in many workspaces, each request authorized by
+    its workspace's installation; `listeners`: more listeners, registered before the catch-alls."""
     _quiet_the_token_warning()
     app = RedactingApp(
         client=client,
         signing_secret=signing_secret or "socket-mode-has-no-signing-secret",
         authorize=authorize,
+        oauth_settings=oauth_settings,
         process_before_response=True,
         request_verification_enabled=signing_secret is not None,
         raise_error_for_unhandled_request=False,
@@ -76,9 +82,10 @@ def build_app(
     @app.event("app_home_opened")
     async def on_home(body: dict[str, Any], event: dict[str, Any], context: Any) -> None:
         """The Home tab: agents, their state, and the user's own runs and approvals."""
-        if event.get("tab") != "home" or not hasattr(controls.surface, "publish_home"):
-            return
         team_id = context.team_id or body.get("team_id") or ""
+        surface = controls.surfaces.for_team(team_id)
+        if event.get("tab") != "home" or not hasattr(surface, "publish_home"):
+            return
         text = await controls.status(Scope.own_runs(team_id, event["user"]))
         view = {
             "type": "home",
@@ -88,7 +95,7 @@ def build_app(
                 {"type": "context", "elements": [{"type": "mrkdwn", "text": HOME_HINT}]},
             ],
         }
-        await controls.surface.publish_home(user=event["user"], view=view)
+        await surface.publish_home(user=event["user"], view=view)
 
     @app.command("/agent")
     async def on_agent(ack: Any, command: dict[str, Any], context: Any) -> None:
@@ -134,7 +141,7 @@ def build_app(
         await ack()
         await _button(controls, body, action, context)
 
-    votes = Votes(controls.db)
+    votes = Votes(controls.db, owner=controls.surfaces.owner)
 
     @app.action("chatops_feedback")
     async def on_feedback(ack: Any, body: dict[str, Any], action: dict[str, Any], context: Any) -> None:
@@ -143,7 +150,7 @@ def build_app(
         user_id = (body.get("user") or {}).get("id") or ""
         where = _clicked(body, context)
         reply = await votes.vote(user_id, str(action.get("value") or ""), where=where)
-        await controls.surface.post_ephemeral(
+        await controls.surfaces.for_team(where.team_id).post_ephemeral(
             channel=where.channel_id, user=user_id, text=reply.text, thread_ts=where.thread_ts
         )
 
@@ -172,6 +179,9 @@ def build_app(
 
     app.assistant(assistant)
 
+    if listeners is not None:
+        listeners(app)
+
     @app.event(re.compile(".*"))
     async def on_other_event() -> None:
         """Acknowledge every other event so Slack does not retry it (a 404 would)."""
@@ -191,8 +201,8 @@ async def _control(
         return await controls.run_command(command, user_id=user_id, where=where)
     refusal = await controls.authority.refusal(user_id, team_id=where.team_id, verb=command.verb)
     if refusal:
-        return await controls.authority.refused(user_id, command.verb, refusal)
-    replayed = await controls.authority.first_time(user_id, command.verb, trigger)
+        return await controls.authority.refused(user_id, command.verb, refusal, team_id=where.team_id)
+    replayed = await controls.authority.first_time(user_id, command.verb, trigger, team_id=where.team_id)
     if replayed is not None:
         return replayed
     if command.verb == "undo" and command.target is None:
@@ -260,15 +270,16 @@ async def _take(
             m.user_id, team_id=m.team_id, user_team=m.user_team, verb=command.verb
         )
         if refusal:
-            reply = await controls.authority.refused(m.user_id, command.verb, refusal)
+            reply = await controls.authority.refused(m.user_id, command.verb, refusal, team_id=m.team_id)
         else:
             reply = await controls.run_command(command, user_id=m.user_id, where=where)
+    surface = controls.surfaces.for_team(m.team_id)
     if reply.private:
-        await controls.surface.post_ephemeral(
+        await surface.post_ephemeral(
             channel=m.channel_id, user=m.user_id, text=reply.text, thread_ts=m.thread_ts, blocks=reply.blocks
         )
     else:
-        await controls.surface.post(channel=m.channel_id, text=reply.text, thread_ts=m.thread_ts or m.ts)
+        await surface.post(channel=m.channel_id, text=reply.text, thread_ts=m.thread_ts or m.ts)
 
 
 def _clicked(body: dict[str, Any], context: Any) -> Where:
@@ -306,16 +317,17 @@ async def _button(controls: Controls, body: dict[str, Any], action: dict[str, An
         user_id, team_id=team_id, user_team=user.get("team_id"), verb=verb
     )
     if refusal:
-        reply = await controls.authority.refused(user_id, verb, refusal)
+        reply = await controls.authority.refused(user_id, verb, refusal, team_id=team_id)
     else:
         trigger = f"action:{body['trigger_id']}" if body.get("trigger_id") else None
-        reply = await controls.authority.first_time(user_id, verb, trigger) or await _press(
+        reply = await controls.authority.first_time(user_id, verb, trigger, team_id=team_id) or await _press(
             controls, action_id, value, command, user_id, where
         )
+    surface = controls.surfaces.for_team(team_id)
     if reply.public and not reply.private:
-        await controls.surface.post(channel=channel, text=reply.text, thread_ts=thread_ts)
+        await surface.post(channel=channel, text=reply.text, thread_ts=thread_ts)
     else:
-        await controls.surface.post_ephemeral(
+        await surface.post_ephemeral(
             channel=channel, user=user_id, text=reply.text, thread_ts=thread_ts, blocks=reply.blocks
         )
 

@@ -2,7 +2,9 @@
 
 Exactly one post per date and channel: the post is claimed in the database
 before it is sent, so several processes (or a restart at the scheduled minute)
-never post twice; `force` posts again on purpose.
+never post twice; `force` posts again on purpose. With many workspaces, each gets its own
+summary, of its own runs only, in its own channel (`[teams."T…"] summary_channel`); a
+workspace without one gets none (said once in the log).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from zoneinfo import ZoneInfo
 from agents.budget import cost
 from agents.config import Config
 from bot.render import Message, render
-from bot.surface import Surface
+from bot.surface import OneSurface, Surface, Surfaces
 from storage import reports
 from storage.clock import now
 from storage.engine import Database
@@ -27,11 +29,15 @@ LIST_LIMIT = 15  # items per list in the post; the rest is counted
 
 
 class Summaries:
-    def __init__(self, db: Database, config: Config, surface: Surface) -> None:
+    def __init__(
+        self, db: Database, config: Config, surface: Surface, *, surfaces: Surfaces | None = None
+    ) -> None:
         self.db = db
         self.config = config
         self.surface = surface
+        self.surfaces = surfaces or OneSurface(surface)
         self.tz = ZoneInfo(config.summary.timezone)
+        self._unsummarized: set[str] = set()  # workspaces said to have no summary channel
 
     def yesterday(self) -> date:
         return (now().astimezone(self.tz) - timedelta(days=1)).date()
@@ -45,29 +51,54 @@ class Summaries:
         end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=self.tz)
         return start.astimezone(ZoneInfo("UTC")), end.astimezone(ZoneInfo("UTC"))
 
-    async def report(self, day: date) -> DayReport:
+    async def report(self, day: date, *, team_id: str = "") -> DayReport:
+        """The day of workspace `team_id` (its rows' owner, `Surfaces.owner`); "" for every one."""
         start, end = self.window(day)
         async with self.db.read() as session:
-            return await reports.day_report(session=session, start=start, end=end)
+            return await reports.day_report(session=session, start=start, end=end, team_id=team_id or None)
 
-    async def post(self, day: date | None = None, *, force: bool = False, channel: str | None = None) -> str:
+    def channel(self, team_id: str = "") -> str | None:
+        """Where the summary of `team_id` goes: its `[teams."T…"] summary_channel`; for every
+        workspace (""), `[summary] channel`."""
+        if team_id:
+            return self.config.team(team_id).summary_channel
+        return self.config.summary.channel
+
+    async def post(
+        self,
+        day: date | None = None,
+        *,
+        force: bool = False,
+        channel: str | None = None,
+        team_id: str = "",
+    ) -> str:
         """Post the summary of `day` (default: yesterday, as the scheduler does); returns what
         happened. Today's is "so far": posted every time it is asked for, and it never takes
-        the place of the day's own summary, posted once the day is over."""
+        the place of the day's own summary, posted once the day is over. `team_id`: whose
+        runs it counts and in which workspace it is posted ("": every workspace's, in the one)."""
         day = day or self.yesterday()
-        channel = channel or self.config.summary.channel
+        channel = channel or self.channel(team_id)
         if not channel:
+            if team_id:
+                return f'workspace {team_id} has no summary channel ([teams."{team_id}"] summary_channel)'
             return "no summary channel is configured ([summary] channel)"
         partial = day == self.today()
         async with self.db.write() as session:
             claim = await reports.claim_summary(
-                session=session, day=day.isoformat(), channel_id=channel, force=force, partial=partial
+                session=session,
+                day=day.isoformat(),
+                channel_id=channel,
+                force=force,
+                partial=partial,
+                team_id=team_id,
             )
         if claim is None:
             return f"the summary for {day} was already posted to {channel} (use --force to post again)"
-        message = self.render(await self.report(day), day)
+        message = self.render(await self.report(day, team_id=team_id), day)
         try:
-            ts = await self.surface.post(channel=channel, text=message.text, blocks=message.blocks)
+            ts = await self.surfaces.for_team(team_id).post(
+                channel=channel, text=message.text, blocks=message.blocks
+            )
         except BaseException:
             async with self.db.write() as session:
                 await reports.set_summary_ts(session=session, claim_id=claim, ts=None)
@@ -77,19 +108,43 @@ class Summaries:
         log.info("posted the summary for %s to %s", day, channel)
         return f"posted the summary for {day}{' (today so far)' if partial else ''} to {channel}"
 
+    async def post_every(self, day: date | None = None, *, force: bool = False) -> str:
+        """The scheduled summary: each workspace's (one workspace: the one summary, as `post`)."""
+        results = []
+        for team_id in await self.surfaces.teams():
+            if team_id and not self.channel(team_id):
+                self._say_unsummarized(team_id)
+                results.append(f'{team_id}: no summary channel ([teams."{team_id}"] summary_channel)')
+                continue
+            result = await self.post(day, force=force, team_id=team_id)
+            results.append(f"{team_id}: {result}" if team_id else result)
+        return "; ".join(results) or "no workspace has the app installed"
+
+    def _say_unsummarized(self, team_id: str) -> None:
+        if team_id not in self._unsummarized:
+            self._unsummarized.add(team_id)
+            log.warning(
+                'workspace %s gets no daily summary: it has no [teams."%s"] summary_channel', team_id, team_id
+            )
+
     async def catch_up(self) -> str | None:
-        """After a start past today's summary time: post yesterday's if nobody did."""
-        channel = self.config.summary.channel
-        if not channel:
-            return None
+        """After a start past today's summary time: post yesterday's where nobody did."""
         local = now().astimezone(self.tz)
         if local.time() < time.fromisoformat(self.config.summary.time):
             return None
         day = self.yesterday()
-        async with self.db.read() as session:
-            if await reports.summary_posted(session=session, day=day.isoformat(), channel_id=channel):
-                return None
-        return await self.post(day)
+        results = []
+        for team_id in await self.surfaces.teams():
+            channel = self.channel(team_id)
+            if not channel:
+                continue
+            async with self.db.read() as session:
+                if await reports.summary_posted(
+                    session=session, day=day.isoformat(), channel_id=channel, team_id=team_id
+                ):
+                    continue
+            results.append(await self.post(day, team_id=team_id))
+        return "; ".join(results) or None
 
     def render(self, report: DayReport, day: date) -> Message:
         title = f"Daily summary for {day:%A %d %B %Y}"

@@ -391,3 +391,40 @@ def _code(e: SlackApiError) -> str:
         return str(e.response.get("error") or e.response.status_code)
     except Exception:  # broad on purpose: only used to describe an error
         return str(e)
+
+
+class Surfaces(Protocol):
+    """Each workspace's surface, and which workspace the rows of a request belong to.
+
+    One bot token (or the console): one surface for every team, and every pause, alert, summary
+    and audit row belongs to every workspace (team ""), as before there were many. Many
+    workspaces installed through OAuth (bot.workspaces): each team its own surface and rows.
+    """
+
+    def for_team(self, team_id: str) -> Surface:
+        """The surface that reaches workspace `team_id` (with its own bot token)."""
+        ...
+
+    def owner(self, team_id: str) -> str:
+        """The team the pauses, alerts, summaries and audit rows of `team_id` are kept under."""
+        ...
+
+    async def teams(self) -> list[str]:
+        """The workspaces to report on (daily summaries): the installed ones, or [""] for one."""
+        ...
+
+
+class OneSurface:
+    """A single workspace (one bot token, or the console): its surface for every team."""
+
+    def __init__(self, surface: Surface) -> None:
+        self.surface = surface
+
+    def for_team(self, team_id: str) -> Surface:
+        return self.surface
+
+    def owner(self, team_id: str) -> str:
+        return ""
+
+    async def teams(self) -> list[str]:
+        return [""]

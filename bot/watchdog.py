@@ -5,6 +5,10 @@ Bad votes on an agent's answers, repeated model failures, repeated Slack failure
 server that is down. Each raises one alert in the alert channel until it clears (then a note
 says so). A crossed failure or undo rate pauses the agent (the circuit breaker); the alert
 says why and how to resume.
+With many workspaces, a condition of one workspace's runs (stuck, rates, votes, crashes) is
+that workspace's: its alert goes to its own `[teams."T…"] alerts_channel` only, and its breaker
+pauses the agent there only; what concerns the whole process (the model, Slack, MCP servers,
+the daily cost cap) goes to the operator's `[alerts] channel` (in the workspace `[alerts] team`).
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 from agents import budget
 from agents.config import Config
 from agents.mcp import McpManager
-from bot.surface import Surface
+from bot.surface import OneSurface, Surface, Surfaces
 from storage import alerts, audit, controls, feedback, spend
 from storage.clock import now
 from storage.engine import Database
@@ -35,6 +39,8 @@ class Condition:
     key: str
     message: str
     pause_agent: str | None = None
+    team_id: str = ""
+    """The workspace whose runs it is about (`Surfaces.owner`); "": the whole process."""
 
 
 class SlackHealth:
@@ -61,28 +67,31 @@ class Watchdog:
         *,
         max_crashes: int = 3,
         mcp: McpManager | None = None,
+        surfaces: Surfaces | None = None,
     ) -> None:
         self.max_crashes = max_crashes
         self.mcp = mcp
         self.db = db
         self.config = config
         self.surface = surface
+        self.surfaces = surfaces or OneSurface(surface)
         self.slack_health = slack_health
         self.channel = config.alerts.channel or config.summary.channel
+        self._unposted: set[str] = set()  # workspaces ("" the operator) said to have no alert channel
 
     async def check(self) -> list[str]:
         """Raise new alerts, clear old ones; returns the keys of conditions that hold now."""
         conditions = await self.conditions()
         async with self.db.read() as session:
-            active = {a.key: a for a in await alerts.active_alerts(session=session)}
+            active = {(a.team_id, a.key): a for a in await alerts.active_alerts(session=session)}
         for c in conditions:
-            if c.key not in active:
+            if (c.team_id, c.key) not in active:
                 await self._raise(c)
-        holding = {c.key for c in conditions}
-        for key, alert in active.items():
-            if key not in holding and not key.startswith(EVENTS):
+        holding = {(c.team_id, c.key) for c in conditions}
+        for (team, key), alert in active.items():
+            if (team, key) not in holding and not key.startswith(EVENTS):
                 await self._clear(alert)
-        return sorted(holding)
+        return sorted(f"{team}:{key}" if team else key for team, key in holding)
 
     async def conditions(self) -> list[Condition]:
         cfg = self.config.alerts
@@ -94,7 +103,7 @@ class Watchdog:
                 session=session, before=t - timedelta(minutes=cfg.stuck_minutes)
             ):
                 if run.status == RunStatus.queued and await controls.paused_scope(
-                    session=session, agent=run.agent
+                    session=session, agent=run.agent, team_id=run.team_id
                 ):
                     continue  # waiting for a resume is not being stuck
                 found.append(
@@ -103,15 +112,21 @@ class Watchdog:
                         f":hourglass: Run #{run.id} ({run.agent}) has made no progress for over "
                         f"{cfg.stuck_minutes:g} minutes (status {run.status}). Its thread: "
                         f"{_thread_link(run.channel_id, run.thread_ts)}",
+                        team_id=self.surfaces.owner(run.team_id),
                     )
                 )
-            for agent in self.config.agents:
+            teams = {
+                self.surfaces.owner(x) for x in await alerts.finished_teams(session=session, since=t - window)
+            }
+            for team, agent in [(team, agent) for team in sorted(teams) for agent in self.config.agents]:
                 since = t - window
-                resumed = await alerts.last_resume(session=session, agent=agent.name)
+                resumed = await alerts.last_resume(session=session, agent=agent.name, team_id=team or None)
                 if resumed is not None and resumed > since:
                     since = resumed  # after a human resumes, count afresh
                 rows = [
-                    r for r in await alerts.finished_since(session=session, since=since) if r[0] == agent.name
+                    r
+                    for r in await alerts.finished_since(session=session, since=since, team_id=team or None)
+                    if r[0] == agent.name
                 ]
                 finished = sum(n for *_, n in rows)
                 if finished < cfg.min_runs:
@@ -131,6 +146,7 @@ class Watchdog:
                             "runs failed "
                             f"(threshold {cfg.failure_rate:.0%} over {cfg.window_minutes:g} min).",
                             breaker,
+                            team,
                         )
                     )
                 if undone / finished >= cfg.undo_rate:
@@ -141,22 +157,15 @@ class Watchdog:
                             f"{finished} runs "
                             f"(threshold {cfg.undo_rate:.0%} over {cfg.window_minutes:g} min).",
                             breaker,
+                            team,
                         )
                     )
-            votes = await feedback.votes_by_agent(session=session, start=t - window)
-            for agent in self.config.agents:
-                bad = votes.get(agent.name, {}).get(Vote.bad, 0)
-                if bad >= cfg.negative_votes:
-                    # An alert, never the circuit breaker: customers vote too, and they must not be
-                    # able to pause an agent.
-                    found.append(
-                        Condition(
-                            f"negative_feedback:{agent.name}",
-                            f":-1: Agent *{agent.name}*: people voted {bad} of its answers Bad in "
-                            f"{cfg.window_minutes:g} min (threshold {cfg.negative_votes}). "
-                            "Look at its recent runs and their threads.",
-                        )
-                    )
+            voted = {
+                self.surfaces.owner(x) for x in await feedback.voted_teams(session=session, start=t - window)
+            }
+            for team in sorted(voted):
+                votes = await feedback.votes_by_agent(session=session, start=t - window, team_id=team or None)
+                found += self._negative(votes, team)
             for members in await alerts.stalled_cases(
                 session=session, before=t - timedelta(minutes=cfg.stuck_minutes)
             ):
@@ -171,6 +180,7 @@ class Watchdog:
                         f"{cfg.stuck_minutes:g} minutes. It is at *{at.agent}*: run #{at.id}, {at.status}"
                         + (f" ({at.wait_reason})" if at.wait_reason else "")
                         + f". Its thread: {_thread_link(at.channel_id, at.thread_ts)}",
+                        team_id=self.surfaces.owner(at.team_id),
                     )
                 )
             for run in await alerts.crashed_runs(session=session, since=t - window, crashes=self.max_crashes):
@@ -180,6 +190,7 @@ class Watchdog:
                         f":boom: Run #{run.id} ({run.agent}) crashed its worker {run.crashes} times and was "
                         f"stopped ({run.status.replace('_', ' ')}). Look at the logs for run_id={run.id}; "
                         f"its thread: {_thread_link(run.channel_id, run.thread_ts)}",
+                        team_id=self.surfaces.owner(run.team_id),
                     )
                 )
             found += await self._capped(session)
@@ -204,6 +215,26 @@ class Watchdog:
         found += self._mcp_conditions()
         return found
 
+    def _negative(self, votes: dict[str, dict[str, int]], team: str) -> list[Condition]:
+        """Agents whose answers got a burst of Bad votes (in workspace `team`: its own runs)."""
+        cfg = self.config.alerts
+        found = []
+        for agent in self.config.agents:
+            bad = votes.get(agent.name, {}).get(Vote.bad, 0)
+            if bad >= cfg.negative_votes:
+                # An alert, never the circuit breaker: customers vote too, and they must not be
+                # able to pause an agent.
+                found.append(
+                    Condition(
+                        f"negative_feedback:{agent.name}",
+                        f":-1: Agent *{agent.name}*: people voted {bad} of its answers Bad in "
+                        f"{cfg.window_minutes:g} min (threshold {cfg.negative_votes}). "
+                        "Look at its recent runs and their threads.",
+                        team_id=team,
+                    )
+                )
+        return found
+
     def _mcp_conditions(self) -> list[Condition]:
         """MCP servers of this process that are down: their tools fail until they are back."""
         if self.mcp is None:
@@ -217,6 +248,23 @@ class Watchdog:
             for state in self.mcp.states()
             if state.down
         ]
+
+    def _destination(self, team_id: str) -> tuple[Surface, str | None]:
+        """Where an alert of `team_id` goes: the workspace's own alerts channel; for the whole
+        process (""), the operator's `[alerts] channel`, in the workspace `[alerts] team`."""
+        if team_id:
+            channel = self.config.team(team_id).alerts_channel
+            surface = self.surfaces.for_team(team_id)
+        else:
+            channel = self.channel
+            surface = self.surfaces.for_team(self.config.alerts.team or "")
+        if channel is None and team_id not in self._unposted:
+            self._unposted.add(team_id)
+            where = f'[teams."{team_id}"] alerts_channel' if team_id else "[alerts] channel"
+            log.warning(
+                "alerts of %s are not posted: no %s", f"workspace {team_id}" if team_id else "chatops", where
+            )
+        return surface, channel
 
     async def _capped(self, session: AsyncSession) -> list[Condition]:
         """Agents that paused themselves at their daily cap (agents.budget): why, and how to resume."""
@@ -247,16 +295,17 @@ class Watchdog:
         message = c.message
         if c.pause_agent:
             message += await self._trip(c)
+        surface, channel = self._destination(c.team_id)
         async with self.db.write() as session:
             alert = await alerts.raise_alert(
-                session=session, key=c.key, message=message, channel_id=self.channel
+                session=session, key=c.key, message=message, channel_id=channel, team_id=c.team_id
             )
         if alert is None or alert.id is None:
             return  # another process raised it first
-        log.warning("alert %s: %s", c.key, message)
-        if self.channel:
+        log.warning("alert %s%s: %s", c.key, f" (workspace {c.team_id})" if c.team_id else "", message)
+        if channel:
             try:
-                ts = await self.surface.post(channel=self.channel, text=message)
+                ts = await surface.post(channel=channel, text=message)
             except Exception:  # broad on purpose: the alert is recorded; posting is retried as a new alert
                 log.exception("posting alert %s failed", c.key)
                 return
@@ -268,11 +317,16 @@ class Watchdog:
         agent = c.pause_agent or ""
         async with self.db.write() as session:
             changed = await controls.set_paused(
-                session=session, scope=agent, paused=True, by_user="system", reason=c.key
+                session=session, scope=agent, paused=True, by_user="system", reason=c.key, team_id=c.team_id
             )
             if changed:
                 await audit.record(
-                    session=session, actor="system", action="pause", target=f"agent:{agent}", detail=c.key
+                    session=session,
+                    team_id=c.team_id,
+                    actor="system",
+                    action="pause",
+                    target=f"agent:{agent}",
+                    detail=c.key,
                 )
         if not changed:
             return f" Agent *{agent}* is already paused."
@@ -287,10 +341,12 @@ class Watchdog:
             if not await alerts.clear_alert(session=session, alert_id=alert.id):
                 return
         log.info("alert %s cleared", alert.key)
-        if self.channel:
+        surface, channel = self._destination(alert.team_id)
+        channel = alert.channel_id or channel
+        if channel:
             note = f":white_check_mark: Cleared: {CLEARED.get(alert.key.split(':')[0], alert.key)}."
             try:
-                await self.surface.post(channel=self.channel, text=note, thread_ts=alert.ts)
+                await surface.post(channel=channel, text=note, thread_ts=alert.ts or None)
             except Exception:  # broad on purpose: the clear is recorded either way
                 log.exception("posting the clear of alert %s failed", alert.key)
 

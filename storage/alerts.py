@@ -16,13 +16,21 @@ from storage.models import ACTIVE_STATUSES, Alert, AuditEvent, Run, RunStatus, S
 
 
 async def raise_alert(
-    *, session: AsyncSession, key: str, message: str, channel_id: str | None
+    *, session: AsyncSession, key: str, message: str, channel_id: str | None, team_id: str = ""
 ) -> Alert | None:
-    """The new alert, or None when this condition already has an active one."""
+    """The new alert, or None when this condition already has an active one (in `team_id`:
+    the workspace whose runs it is about, "" for every workspace)."""
     alert_id = await insert_ignore(
         session,
         Alert,
-        {"key": key, "active": True, "message": message, "raised_at": now(), "channel_id": channel_id},
+        {
+            "team_id": team_id,
+            "key": key,
+            "active": True,
+            "message": message,
+            "raised_at": now(),
+            "channel_id": channel_id,
+        },
         returning=Alert.id,
     )
     return None if alert_id is None else await session.get(Alert, alert_id)
@@ -91,16 +99,28 @@ async def crashed_runs(*, session: AsyncSession, since: datetime, crashes: int) 
     return list((await session.exec(stmt)).all())
 
 
-async def finished_since(*, session: AsyncSession, since: datetime) -> list[tuple[str, str, bool, int]]:
-    """(agent, status, undone?, count) for runs finished since `since`.
+async def finished_since(
+    *, session: AsyncSession, since: datetime, team_id: str | None = None
+) -> list[tuple[str, str, bool, int]]:
+    """(agent, status, undone?, count) for runs finished since `since` (of workspace `team_id`
+    when given).
 
     The window's rows are few, so they are counted here: with a GROUP BY, SQLite (which
     has no statistics) walks the whole of ix_runs_agent_created instead of the window of
     ix_runs_finished.
     """
-    stmt = select(Run.agent, Run.status, col(Run.undone_by).is_not(None)).where(col(Run.finished_at) >= since)
-    counts = Counter((a, s, bool(u)) for a, s, u in (await session.exec(stmt)).all())
+    stmt = select(Run.agent, Run.status, col(Run.undone_by).is_not(None), Run.team_id).where(
+        col(Run.finished_at) >= since
+    )
+    rows = (await session.exec(stmt)).all()
+    counts = Counter((a, s, bool(u)) for a, s, u, t in rows if team_id is None or t == team_id)
     return [(a, s, u, n) for (a, s, u), n in counts.items()]
+
+
+async def finished_teams(*, session: AsyncSession, since: datetime) -> list[str]:
+    """The workspaces with runs finished since `since`."""
+    stmt = select(Run.team_id).where(col(Run.finished_at) >= since).distinct()
+    return sorted((await session.exec(stmt)).all())
 
 
 async def model_failures_since(*, session: AsyncSession, since: datetime) -> int:
@@ -113,9 +133,12 @@ async def model_failures_since(*, session: AsyncSession, since: datetime) -> int
     return int((await session.exec(stmt)).one())
 
 
-async def last_resume(*, session: AsyncSession, agent: str) -> datetime | None:
-    """When a human last resumed this agent (the circuit breaker counts from there)."""
+async def last_resume(*, session: AsyncSession, agent: str, team_id: str | None = None) -> datetime | None:
+    """When a human last resumed this agent (the circuit breaker counts from there): in
+    workspace `team_id` or in every workspace, when `team_id` is given."""
     stmt = select(func.max(AuditEvent.at)).where(
         col(AuditEvent.action) == "resume", col(AuditEvent.target).in_([f"agent:{agent}", "agent:*"])
     )
+    if team_id is not None:
+        stmt = stmt.where(col(AuditEvent.team_id).in_(list(dict.fromkeys(["", team_id]))))
     return (await session.exec(stmt)).one()

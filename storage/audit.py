@@ -11,9 +11,10 @@ from storage.models import AuditEvent
 
 
 async def record(
-    *, session: AsyncSession, actor: str, action: str, target: str = "", detail: str = ""
+    *, session: AsyncSession, actor: str, action: str, target: str = "", detail: str = "", team_id: str = ""
 ) -> None:
-    session.add(AuditEvent(actor=actor, action=action, target=target, detail=detail[:4000]))
+    """`team_id`: the workspace it happened in ("" for every workspace: a single-token install's)."""
+    session.add(AuditEvent(team_id=team_id, actor=actor, action=action, target=target, detail=detail[:4000]))
 
 
 async def events(

@@ -1,4 +1,9 @@
-"""Pause flags, durable across restarts."""
+"""Pause flags, durable across restarts.
+
+A pause belongs to a workspace (`team_id`) and stops the agent's runs there; a pause of
+team "" stops it in every workspace (the one workspace of a single-token install, and the
+operator's).
+"""
 
 from __future__ import annotations
 
@@ -10,27 +15,42 @@ from storage.clock import now
 from storage.models import Control
 
 ALL = "*"
+EVERYWHERE = ""
+"""The team of a pause that applies in every workspace."""
 
 
-async def paused_scope(*, session: AsyncSession, agent: str) -> Control | None:
-    """The pause that stops `agent` (everything first, then the agent itself), or None."""
+async def paused_scope(*, session: AsyncSession, agent: str, team_id: str = EVERYWHERE) -> Control | None:
+    """The pause that stops `agent` in workspace `team_id` (everything first, then the agent
+    itself; every workspace's first, then the team's own), or None."""
     conn = await session.connection()  # Core: every step asks this, and the rows are only read
-    rows = {r.scope: Control(**r._mapping) for r in await conn.execute(_PAUSED, {"p_scopes": [ALL, agent]})}
-    return rows.get(ALL) or rows.get(agent)
+    params = {"p_scopes": [ALL, agent], "p_teams": list(dict.fromkeys([EVERYWHERE, team_id]))}
+    rows = {(r.team_id, r.scope): Control(**r._mapping) for r in await conn.execute(_PAUSED, params)}
+    for key in ((EVERYWHERE, ALL), (team_id, ALL), (EVERYWHERE, agent), (team_id, agent)):
+        if key in rows:
+            return rows[key]
+    return None
 
 
 _PAUSED = select(*Control.__table__.columns).where(  # type: ignore[attr-defined]
-    col(Control.scope).in_(bindparam("p_scopes", expanding=True)), col(Control.paused)
+    col(Control.scope).in_(bindparam("p_scopes", expanding=True)),
+    col(Control.team_id).in_(bindparam("p_teams", expanding=True)),
+    col(Control.paused),
 )
 
 
 async def set_paused(
-    *, session: AsyncSession, scope: str, paused: bool, by_user: str | None, reason: str | None = None
+    *,
+    session: AsyncSession,
+    scope: str,
+    paused: bool,
+    by_user: str | None,
+    reason: str | None = None,
+    team_id: str = EVERYWHERE,
 ) -> bool:
-    """Set a pause flag; returns False if it already had that value."""
-    control = await session.get(Control, scope)
+    """Set a pause flag of `team_id`; returns False if it already had that value."""
+    control = await session.get(Control, (team_id, scope))
     if control is None:
-        control = Control(scope=scope)
+        control = Control(team_id=team_id, scope=scope)
     elif control.paused == paused:
         return False
     control.paused = paused
@@ -41,5 +61,9 @@ async def set_paused(
     return True
 
 
-async def all_controls(*, session: AsyncSession) -> list[Control]:
-    return list((await session.exec(select(Control).order_by(col(Control.scope)))).all())
+async def all_controls(*, session: AsyncSession, team_id: str | None = None) -> list[Control]:
+    """Every flag; with `team_id`, those that count there (its own and every workspace's)."""
+    stmt = select(Control)
+    if team_id is not None:
+        stmt = stmt.where(col(Control.team_id).in_(list(dict.fromkeys([EVERYWHERE, team_id]))))
+    return list((await session.exec(stmt.order_by(col(Control.scope), col(Control.team_id)))).all())

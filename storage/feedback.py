@@ -45,19 +45,32 @@ async def votes_of(*, session: AsyncSession, run_id: int) -> dict[str, int]:
 
 
 async def votes_by_agent(
-    *, session: AsyncSession, start: datetime, end: datetime | None = None
+    *, session: AsyncSession, start: datetime, end: datetime | None = None, team_id: str | None = None
 ) -> dict[str, dict[str, int]]:
     """Votes cast (or changed) from `start` to `end`, by the agent of the run voted on:
-    {agent: {"good": n, "bad": m}}."""
+    {agent: {"good": n, "bad": m}}; with `team_id`, on that workspace's runs only."""
     stmt = (
         select(Run.agent, Feedback.vote, func.count())
         .join(Run, col(Run.id) == col(Feedback.run_id))
         .where(col(Feedback.voted_at) >= start)
         .group_by(Run.agent, Feedback.vote)
     )
+    if team_id is not None:
+        stmt = stmt.where(col(Run.team_id) == team_id)
     if end is not None:
         stmt = stmt.where(col(Feedback.voted_at) < end)
     out: defaultdict[str, dict[str, int]] = defaultdict(lambda: {Vote.good: 0, Vote.bad: 0})
     for agent, vote, n in (await session.exec(stmt)).all():
         out[agent][vote] = n
     return dict(out)
+
+
+async def voted_teams(*, session: AsyncSession, start: datetime) -> list[str]:
+    """The workspaces of the runs voted on since `start`."""
+    stmt = (
+        select(Run.team_id)
+        .join(Feedback, col(Feedback.run_id) == col(Run.id))
+        .where(col(Feedback.voted_at) >= start)
+        .distinct()
+    )
+    return sorted((await session.exec(stmt)).all())

@@ -247,6 +247,7 @@ class Ticket(TicketBase, table=True):
     __tablename__ = "tickets"
     __table_args__ = (NEVER_REUSED,)
     id: int | None = id_field()
+    team_id: str = Field(default="", max_length=32)  # the workspace whose tracker it is in; "" for all
     run_id: int | None = Field(default=None, index=True)
     created_at: datetime = Field(default_factory=now)
     updated_at: datetime = Field(default_factory=now)
@@ -264,9 +265,11 @@ class TicketComment(SQLModel, table=True):
 
 
 class Control(SQLModel, table=True):
-    """A pause flag: `scope` is an agent name, or "*" for every agent."""
+    """A pause flag: `scope` is an agent name, or "*" for every agent; `team_id` the workspace
+    it pauses them in ("" for every workspace: the one of a single-workspace install)."""
 
     __tablename__ = "controls"
+    team_id: str = Field(default="", primary_key=True, max_length=32)
     scope: str = Field(primary_key=True, max_length=64)
     paused: bool = False
     by_user: str | None = Field(default=None, max_length=64)
@@ -373,6 +376,7 @@ class AuditEvent(SQLModel, table=True):
     __table_args__ = (NEVER_REUSED,)
     id: int | None = id_field()
     at: datetime = Field(default_factory=now, index=True)
+    team_id: str = Field(default="", max_length=32)  # the workspace it happened in; "" for every one
     actor: str = Field(max_length=64)  # a Slack user id, or "system"
     action: str = Field(max_length=32)  # pause, resume, undo, approve, deny, refused, ...
     target: str = Field(default="", max_length=128)  # "agent:ops", "run:42", "approval:7"
@@ -384,10 +388,11 @@ class SummaryPost(SQLModel, table=True):
 
     __tablename__ = "summary_posts"
     __table_args__ = (
-        UniqueConstraint("day", "channel_id", "attempt", name="uq_summary_day_channel"),
+        UniqueConstraint("team_id", "day", "channel_id", "attempt", name="uq_summary_day_channel"),
         NEVER_REUSED,
     )
     id: int | None = id_field()
+    team_id: str = Field(default="", max_length=32)  # whose runs it counts; "" for every workspace's
     day: str = Field(max_length=10)  # YYYY-MM-DD in the summary's time zone
     channel_id: str = Field(max_length=32)
     attempt: int = 0  # 0 for the scheduled post; --force adds another
@@ -400,9 +405,10 @@ class Alert(SQLModel, table=True):
 
     __tablename__ = "alerts"
     __table_args__ = (
-        # One active alert per condition.
+        # One active alert per condition (in each workspace).
         Index(
             "uq_alert_active",
+            "team_id",
             "key",
             unique=True,
             sqlite_where=text("active"),
@@ -411,6 +417,7 @@ class Alert(SQLModel, table=True):
         NEVER_REUSED,
     )
     id: int | None = id_field()
+    team_id: str = Field(default="", max_length=32)  # the workspace whose runs it is about; "" for all
     key: str = Field(max_length=255)  # "stuck:run:42", "failure_rate:ops", ...
     active: bool = Field(default=True, index=True)
     message: str = Field(sa_column=Column(Text, nullable=False))
@@ -471,3 +478,7 @@ class AssistantThread(SQLModel, table=True):
     context: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     """As Slack gives it: channel_id (the channel being viewed), team_id, enterprise_id."""
     updated_at: datetime = Field(default_factory=now)
+
+
+# slack-sdk's tables of the app's installations in many workspaces are part of the schema.
+from storage import installations as _installations  # noqa: E402, F401

@@ -112,8 +112,13 @@ class DayReport:
         return sum(a.runs for a in self.agents.values())
 
 
-async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -> DayReport:
-    in_day = (col(Run.created_at) >= start, col(Run.created_at) < end)
+async def day_report(
+    *, session: AsyncSession, start: datetime, end: datetime, team_id: str | None = None
+) -> DayReport:
+    """The day's report; with `team_id`, of that workspace's runs, approvals and pauses only
+    (a pause of every workspace counts in each)."""
+    mine = () if team_id is None else (col(Run.team_id) == team_id,)
+    in_day = (col(Run.created_at) >= start, col(Run.created_at) < end, *mine)
     agents: dict[str, AgentDay] = {}
     rows = (
         await session.exec(
@@ -135,7 +140,9 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
             day.rolled_back += n
         else:
             day.undone += n
-    for agent, votes in (await feedback.votes_by_agent(session=session, start=start, end=end)).items():
+    for agent, votes in (
+        await feedback.votes_by_agent(session=session, start=start, end=end, team_id=team_id)
+    ).items():
         day = agents.setdefault(agent, AgentDay(agent))
         day.good_votes, day.bad_votes = votes[Vote.good], votes[Vote.bad]
     failures = list(
@@ -155,18 +162,16 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
         (
             await session.exec(
                 select(Run)
-                .where(Run.status == RunStatus.waiting, col(Run.wait_kind) == WaitKind.human)
+                .where(Run.status == RunStatus.waiting, col(Run.wait_kind) == WaitKind.human, *mine)
                 .order_by(col(Run.id))
             )
         ).all()
     )
-    approvals = list(
-        (
-            await session.exec(
-                select(Approval).where(Approval.status == ApprovalStatus.pending).order_by(col(Approval.id))
-            )
-        ).all()
-    )
+    pending = select(Approval).where(Approval.status == ApprovalStatus.pending)
+    if team_id is not None:
+        pending = pending.join(Run, col(Run.id) == col(Approval.run_id)).where(*mine)
+    approvals = list((await session.exec(pending.order_by(col(Approval.id)))).all())
+    teams = () if team_id is None else (list(dict.fromkeys(["", team_id])),)
     control_events = list(
         (
             await session.exec(
@@ -175,12 +180,19 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
                     col(AuditEvent.action).in_(["pause", "resume"]),
                     col(AuditEvent.at) >= start,
                     col(AuditEvent.at) < end,
+                    *(col(AuditEvent.team_id).in_(t) for t in teams),
                 )
                 .order_by(col(AuditEvent.id))
             )
         ).all()
     )
-    paused = list((await session.exec(select(Control).where(Control.paused))).all())
+    paused = list(
+        (
+            await session.exec(
+                select(Control).where(Control.paused, *(col(Control.team_id).in_(t) for t in teams))
+            )
+        ).all()
+    )
     usage_rows = (
         await session.exec(
             select(Run.planner, func.count(), func.sum(Run.prompt_tokens), func.sum(Run.completion_tokens))
@@ -198,7 +210,7 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
     report = DayReport(
         start, end, agents, failures, waiting, approvals, control_events, paused, usage, case_days
     )
-    report.spend = await spend.model_tokens(session=session, start=start, end=end)
+    report.spend = await spend.model_tokens(session=session, start=start, end=end, team_id=team_id)
     asks = (
         await session.exec(
             select(Run.agent, func.count(func.distinct(Approval.run_id)))
@@ -207,6 +219,7 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
                 col(Approval.tool_call_id).startswith(BUDGET),
                 col(Approval.requested_at) >= start,
                 col(Approval.requested_at) < end,
+                *mine,
             )
             .group_by(col(Run.agent))
         )
@@ -216,20 +229,23 @@ async def day_report(*, session: AsyncSession, start: datetime, end: datetime) -
 
 
 async def claim_summary(
-    *, session: AsyncSession, day: str, channel_id: str, force: bool, partial: bool = False
+    *, session: AsyncSession, day: str, channel_id: str, force: bool, partial: bool = False, team_id: str = ""
 ) -> int | None:
     """Claim the right to post `day`'s summary to a channel; None if it was posted already.
 
     Without `force` only the first caller ever gets it (attempt 0); with `force` a new attempt
     is made. A `partial` post (a day not over yet) is always a new attempt, never attempt 0:
     the day's own summary, once the day is over, is still posted. Returns the claim's id.
+    `team_id`: whose summary it is (one workspace's, or "" for every workspace's).
     """
     attempt = 0
     if force or partial:
         last = (
             await session.exec(
                 select(func.max(SummaryPost.attempt)).where(
-                    col(SummaryPost.day) == day, col(SummaryPost.channel_id) == channel_id
+                    col(SummaryPost.team_id) == team_id,
+                    col(SummaryPost.day) == day,
+                    col(SummaryPost.channel_id) == channel_id,
                 )
             )
         ).one()
@@ -237,7 +253,7 @@ async def claim_summary(
     return await insert_ignore(
         session,
         SummaryPost,
-        {"day": day, "channel_id": channel_id, "attempt": attempt, "claimed_at": now()},
+        {"team_id": team_id, "day": day, "channel_id": channel_id, "attempt": attempt, "claimed_at": now()},
         returning=SummaryPost.id,
     )
 
@@ -254,6 +270,8 @@ async def set_summary_ts(*, session: AsyncSession, claim_id: int, ts: str | None
         session.add(post)
 
 
-async def summary_posted(*, session: AsyncSession, day: str, channel_id: str) -> bool:
-    stmt = select(SummaryPost.id).where(SummaryPost.day == day, col(SummaryPost.channel_id) == channel_id)
+async def summary_posted(*, session: AsyncSession, day: str, channel_id: str, team_id: str = "") -> bool:
+    stmt = select(SummaryPost.id).where(
+        SummaryPost.team_id == team_id, SummaryPost.day == day, col(SummaryPost.channel_id) == channel_id
+    )
     return (await session.exec(stmt)).first() is not None

@@ -240,14 +240,22 @@ async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
 
 
 async def requeue_waiting(
-    *, session: AsyncSession, kind: WaitKind, on: str | None = None, agent: str | None = None
+    *,
+    session: AsyncSession,
+    kind: WaitKind,
+    on: str | None = None,
+    agent: str | None = None,
+    team_id: str | None = None,
 ) -> list[int]:
-    """Put runs waiting for `kind` (that `on`, of that `agent`, when given) back in the queue."""
+    """Put runs waiting for `kind` (that `on`, of that `agent`, in that workspace, when given)
+    back in the queue."""
     cond = [col(Run.status) == RunStatus.waiting, col(Run.wait_kind) == kind]
     if on is not None:
         cond.append(col(Run.wait_on) == on)
     if agent is not None:
         cond.append(col(Run.agent) == agent)
+    if team_id is not None:
+        cond.append(col(Run.team_id) == team_id)
     stmt = update(Run).where(*cond).values(**_QUEUED, updated_at=now()).returning(col(Run.id))
     return list((await session.exec(stmt)).scalars().all())
 

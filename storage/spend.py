@@ -82,10 +82,16 @@ async def allow_more(*, session: AsyncSession, agent: str, day: str, cap: float)
 
 
 async def model_tokens(
-    *, session: AsyncSession, start: datetime, end: datetime, agent: str | None = None
+    *,
+    session: AsyncSession,
+    start: datetime,
+    end: datetime,
+    agent: str | None = None,
+    team_id: str | None = None,
 ) -> list[tuple[str, str, int, int]]:
     """(agent, model, prompt tokens, completion tokens) of the model turns begun in [start, end),
-    per agent and model: what is priced. Reads the journal by its `started_at` index."""
+    per agent and model (of workspace `team_id`'s runs, when given): what is priced. Reads the
+    journal by its `started_at` index."""
     stmt = (
         select(Run.agent, Run.planner, func.sum(Step.prompt_tokens), func.sum(Step.completion_tokens))
         .join(Run, col(Run.id) == col(Step.run_id))
@@ -98,5 +104,7 @@ async def model_tokens(
     )
     if agent is not None:
         stmt = stmt.where(col(Run.agent) == agent)
+    if team_id is not None:
+        stmt = stmt.where(col(Run.team_id) == team_id)
     rows = (await session.exec(stmt)).all()
     return [(a, p or "", int(pt or 0), int(ct or 0)) for a, p, pt, ct in rows]

@@ -1,4 +1,5 @@
-"""The built-in ticket tracker."""
+"""The built-in ticket tracker: one per workspace (`team_id`; "" for every workspace, as a
+single-token install keeps them). A ticket of another workspace is not there for a lookup."""
 
 from __future__ import annotations
 
@@ -15,22 +16,29 @@ from storage.models import Ticket, TicketBase, TicketComment
 TICKET_FIELDS = ("title", "description", "status", "priority", "assignee")
 
 
-async def create_ticket(*, session: AsyncSession, ticket: TicketBase, run_id: int | None) -> Ticket:
-    row = Ticket(**ticket.model_dump(), run_id=run_id)
+async def create_ticket(
+    *, session: AsyncSession, ticket: TicketBase, run_id: int | None, team_id: str = ""
+) -> Ticket:
+    row = Ticket(**ticket.model_dump(), run_id=run_id, team_id=team_id)
     session.add(row)
     await session.flush()
     return row
 
 
-async def get_ticket(*, session: AsyncSession, ticket_id: int) -> Ticket | None:
-    return await session.get(Ticket, ticket_id, populate_existing=True)
+async def get_ticket(*, session: AsyncSession, ticket_id: int, team_id: str | None = None) -> Ticket | None:
+    """The ticket; with `team_id`, only if it is in that workspace's tracker."""
+    ticket = await session.get(Ticket, ticket_id, populate_existing=True)
+    if ticket is None or (team_id is not None and ticket.team_id != team_id):
+        return None
+    return ticket
 
 
 async def update_ticket(
-    *, session: AsyncSession, ticket_id: int, changes: dict[str, Any]
+    *, session: AsyncSession, ticket_id: int, changes: dict[str, Any], team_id: str | None = None
 ) -> dict[str, Any] | None:
-    """Apply changes; returns the previous values of the changed fields, None if no ticket."""
-    ticket = await get_ticket(session=session, ticket_id=ticket_id)
+    """Apply changes; returns the previous values of the changed fields, None if no ticket
+    (in that workspace's tracker, with `team_id`)."""
+    ticket = await get_ticket(session=session, ticket_id=ticket_id, team_id=team_id)
     if ticket is None:
         return None
     before = {}
@@ -108,8 +116,11 @@ async def find_tickets(
     status: str | None = None,
     assignee: str | None = None,
     limit: int = 20,
+    team_id: str | None = None,
 ) -> list[Ticket]:
     stmt = select(Ticket)
+    if team_id is not None:
+        stmt = stmt.where(col(Ticket.team_id) == team_id)
     if query:
         like = f"%{query.lower()}%"
         stmt = stmt.where(

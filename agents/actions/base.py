@@ -35,6 +35,9 @@ class ActionContext:
     """Stable for this step across retries and crash-resumes."""
     author_note: str = ""
     """Appended to text the action writes for people ("offline planner" label), or empty."""
+    workspace: str = ""
+    """The workspace whose rows the action reads and writes (the ticket tracker): the run's
+    team when the app is installed in many, "" (every workspace) with one."""
 
 
 @dataclass

@@ -66,6 +66,7 @@ class TicketCreate(Action):
                 session=session,
                 ticket=TicketBase(**args.model_dump(), reporter=ctx.requester.user_id),
                 run_id=ctx.run_id,
+                team_id=ctx.workspace,
             )
             return ActionResult(
                 output=f"created ticket {_line(ticket)}",
@@ -123,8 +124,12 @@ class _Restorable(Action):
     def resource(self, args: BaseModel, ctx: ActionContext) -> str | None:
         return f"ticket:{args.ticket_id}"  # type: ignore[attr-defined]
 
-    async def _change(self, session: AsyncSession, ticket_id: int, changes: dict[str, Any]) -> dict[str, Any]:
-        before = await tickets.update_ticket(session=session, ticket_id=ticket_id, changes=changes)
+    async def _change(
+        self, session: AsyncSession, ticket_id: int, changes: dict[str, Any], workspace: str
+    ) -> dict[str, Any]:
+        before = await tickets.update_ticket(
+            session=session, ticket_id=ticket_id, changes=changes, team_id=workspace
+        )
         if before is None:
             raise ActionError(f"there is no ticket #{ticket_id}")
         return before
@@ -165,7 +170,7 @@ class TicketUpdate(_Restorable):
         fields = ", ".join(f"{k} → {v}" for k, v in changes.items())
 
         async def effect(session: AsyncSession) -> ActionResult:
-            before = await self._change(session, args.ticket_id, changes)
+            before = await self._change(session, args.ticket_id, changes, ctx.workspace)
             return ActionResult(
                 output=f"updated ticket #{args.ticket_id}: {fields}",
                 summary=f"updated ticket #{args.ticket_id} ({fields})",
@@ -188,7 +193,7 @@ class TicketClose(_Restorable):
         assert isinstance(args, CloseArgs)
 
         async def effect(session: AsyncSession) -> ActionResult:
-            before = await self._change(session, args.ticket_id, {"status": "closed"})
+            before = await self._change(session, args.ticket_id, {"status": "closed"}, ctx.workspace)
             if before["status"] == "closed":
                 raise ActionError(f"ticket #{args.ticket_id} is already closed")
             undo: dict[str, Any] = {
@@ -236,7 +241,10 @@ class TicketComment(Action):
         assert isinstance(args, CommentArgs)
 
         async def effect(session: AsyncSession) -> ActionResult:
-            if await tickets.get_ticket(session=session, ticket_id=args.ticket_id) is None:
+            if (
+                await tickets.get_ticket(session=session, ticket_id=args.ticket_id, team_id=ctx.workspace)
+                is None
+            ):
                 raise ActionError(f"there is no ticket #{args.ticket_id}")
             comment = await tickets.add_comment(
                 session=session,
@@ -295,6 +303,7 @@ class TicketFind(Action):
                 status=args.status,
                 assignee=args.assignee,
                 limit=args.limit,
+                team_id=ctx.workspace,
             )
         lines = "\n".join(_line(t) for t in found) or "no tickets match"
         return ActionResult(

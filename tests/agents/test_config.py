@@ -11,12 +11,14 @@ import pytest
 from agents.config import (
     BUILTIN_ACTIONS,
     AgentConfig,
+    AlertsConfig,
     ApprovalPolicy,
     CommandActionConfig,
     Config,
     HttpActionConfig,
     HttpRequestSpec,
     ParamSpec,
+    TeamConfig,
     default_config,
     load_config,
     parse_config,
@@ -774,7 +776,10 @@ COMPLETE: dict[str, Any] = {
         "model_failures": 5,
         "slack_failures": 5,
         "pause_on_breach": True,
+        "negative_votes": 3,
+        "team": "T0OPS",
     },
+    "teams": {"T0ABC": {"summary_channel": "C0SUM", "alerts_channel": "C0ALR"}},
     "prices": {"m": {"input": 0.15, "output": 0.6}},
     "models": {"m": {"max_tokens_param": "max_completion_tokens", "temperature": False}},
     "agents": [
@@ -929,6 +934,8 @@ def test_the_complete_example_loads_and_names_every_field() -> None:
     command, http = config.actions
     assert set(COMPLETE) == set(Config.model_fields)
     assert set(COMPLETE["agents"][0]) == set(AgentConfig.model_fields)
+    assert set(COMPLETE["alerts"]) == set(AlertsConfig.model_fields)
+    assert set(COMPLETE["teams"]["T0ABC"]) == set(TeamConfig.model_fields)
     assert set(COMPLETE["actions"][0]) == set(CommandActionConfig.model_fields)
     http_only = set(HttpActionConfig.model_fields) - set(CommandActionConfig.model_fields)
     assert http_only | {"name", "description", "kind", "params", "undo"} == set(COMPLETE["actions"][1])

@@ -90,6 +90,7 @@ def test_a_usage_error_is_one_line() -> None:
 
 
 BOT, SECRET, APP = "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN"
+CLIENT_ID, CLIENT_SECRET = "SLACK_CLIENT_ID", "SLACK_CLIENT_SECRET"
 PARTIAL = [
     ("run", {BOT: "xoxb-1"}, f"chatops run: {BOT} is set but {SECRET} is missing"),
     ("run", {SECRET: "s3cret"}, f"chatops run: {SECRET} is set but {BOT} is missing"),
@@ -104,6 +105,38 @@ PARTIAL = [
     ("serve", {}, f"chatops serve: {BOT} and {SECRET} are missing"),
     ("worker", {SECRET: "s3cret"}, f"chatops worker: {BOT} is missing"),
     ("summary", {APP: "xapp-1"}, f"chatops summary: {APP} is set but {BOT} is missing"),
+    # Many workspaces (OAuth): the app's client id and secret instead of a bot token.
+    (
+        "run",
+        {BOT: "xoxb-1", SECRET: "s3cret", CLIENT_ID: "1.2", CLIENT_SECRET: "c"},
+        f"chatops run: {BOT} and {CLIENT_ID} are both set: one workspace by its bot token, or many",
+    ),
+    (
+        "worker",
+        {BOT: "xoxb-1", CLIENT_ID: "1.2", CLIENT_SECRET: "c"},
+        f"chatops worker: {BOT} and {CLIENT_ID}",
+    ),
+    (
+        "serve",
+        {CLIENT_ID: "1.2", CLIENT_SECRET: "c"},
+        f"chatops serve: {SECRET} is missing: installing in many",
+    ),
+    ("run", {CLIENT_ID: "1.2", CLIENT_SECRET: "c"}, f"chatops run: {SECRET} is missing: installing in many"),
+    (
+        "run",
+        {CLIENT_ID: "1.2", SECRET: "s3cret"},
+        f"chatops run: {CLIENT_ID} is set but {CLIENT_SECRET} is missing",
+    ),
+    (
+        "serve",
+        {CLIENT_SECRET: "c", SECRET: "s3cret"},
+        f"chatops serve: {CLIENT_SECRET} is set but {CLIENT_ID} is",
+    ),
+    (
+        "run",
+        {CLIENT_ID: "1.2", CLIENT_SECRET: "c", SECRET: "s3cret", APP: "xapp-1"},
+        f"chatops run: {APP} is set with {CLIENT_ID}: installing in many workspaces serves Slack over HTTP",
+    ),
 ]
 
 
@@ -172,6 +205,45 @@ async def test_serve_starts_without_a_warning(fake_slack: FakeSlack, tmp_path: P
         assert _stop(proc) == 0
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert lines, "serve logs that it listens"
+    assert [line for line in lines if line["level"] not in ("info", "debug")] == []
+
+
+async def test_run_with_the_apps_credentials_serves_the_install_link_without_a_warning(
+    fake_slack: FakeSlack, tmp_path: Path
+) -> None:
+    """SLACK_CLIENT_ID and SLACK_CLIENT_SECRET: `chatops run` migrates, says so in one line, and
+    serves /slack/install (a redirect to Slack's authorize page) beside /slack/events."""
+    port = _free_port()
+    env = _environment(
+        SLACK_CLIENT_ID="1111.2222",
+        SLACK_CLIENT_SECRET="cli-client-secret",
+        SLACK_SIGNING_SECRET="cli-signing-secret",
+        SLACK_API_URL=fake_slack.url,
+        DATABASE_URL=f"sqlite:///{tmp_path / 'chatops.db'}",
+        PORT=str(port),
+    )
+    log = tmp_path / "run.log"
+    proc = _start(["run"], env, log)
+    try:
+
+        async def install_link() -> int | None:
+            assert proc.poll() is None, log.read_text()
+            with contextlib.suppress(aiohttp.ClientError, OSError):
+                async with aiohttp.ClientSession() as session:
+                    url = f"http://127.0.0.1:{port}/slack/install"
+                    async with session.get(url, allow_redirects=False) as response:
+                        assert response.headers["Location"].startswith(
+                            "https://slack.com/oauth/v2/authorize?"
+                        )
+                        return response.status
+            return None
+
+        assert await wait_until(install_link, 30, interval=0.05, message=lambda: log.read_text()) == 302
+    finally:
+        assert _stop(proc) == 0
+    said, *logged = log.read_text().splitlines()
+    assert said.startswith("chatops: Slack app credentials found (SLACK_CLIENT_ID): serving every workspace")
+    lines = [json.loads(line) for line in logged]
     assert [line for line in lines if line["level"] not in ("info", "debug")] == []
 
 

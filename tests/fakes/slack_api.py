@@ -4,10 +4,17 @@ It keeps the workspace's messages and reactions, records every call, and can be 
 to answer the next calls of a method with 429 (Retry-After) or 500, or to hold them until
 released. apps.connections.open (Socket Mode) takes the app-level token and answers with a
 URL of fakes.socket_mode's server.
+
+Many workspaces: `add_team` gives a workspace its own bot token and bot identity (auth.test
+answers by token, and every call records the token it came with); `install_code` makes a code
+that oauth.v2.access (with the app's client id and secret, as HTTP Basic) exchanges for that
+workspace's bot token, as Slack does at the end of an install; `revoke` makes Slack refuse a
+token from then on.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import threading
 from collections.abc import Callable
@@ -22,6 +29,20 @@ BOT_USER_ID = "UBOT"
 BOT_ID = "BBOT"
 APP_TOKEN = "xapp-1-A1-1111-fakeapptoken"
 """The app-level token (connections:write) apps.connections.open takes: Socket Mode's key."""
+CLIENT_ID = "1111.2222"
+CLIENT_SECRET = "fake-client-secret-0123"
+"""The app's OAuth credentials oauth.v2.access takes."""
+
+
+@dataclass
+class Team:
+    """A workspace the app can be installed in: its bot's token and identity there."""
+
+    team_id: str
+    token: str
+    bot_user_id: str
+    bot_id: str
+    name: str
 
 
 @dataclass
@@ -32,6 +53,8 @@ class Call:
     """The HTTP status the fake answered."""
     error: str | None = None
     """The `error` of an ok:false answer."""
+    token: str = ""
+    """The token the call came with (Authorization: Bearer)."""
 
 
 @dataclass
@@ -47,6 +70,8 @@ class Message:
     edits: list[dict[str, Any]] = field(default_factory=list)
     """Every chat.update applied, oldest first: {"text", "blocks"}."""
     deleted: bool = False
+    token: str = ""
+    """The token it was posted with (whose workspace's bot posted it)."""
     streamed: list[str] = field(default_factory=list)
     """For a streamed message: the markdown of each chat.startStream/appendStream/stopStream
     call, in order (its `text` is what they add up to)."""
@@ -126,6 +151,14 @@ class FakeSlack(LoopbackServer):
         self.app_token = APP_TOKEN
         self.socket_url: Callable[[], str] | None = None
         """Issues a fresh Socket Mode URL for apps.connections.open (fakes.socket_mode sets it)."""
+        self.teams: dict[str, Team] = {}
+        """Workspaces by bot token (add_team); any other xoxb- token is the default workspace's."""
+        self.codes: dict[str, tuple[Team, str]] = {}
+        """Install codes oauth.v2.access takes: the workspace, and who installed."""
+        self.revoked: set[str] = set()
+        self.client_id = CLIENT_ID
+        self.client_secret = CLIENT_SECRET
+        self._token = ""  # the token of the call being answered (handlers run under the lock)
         self._failures: dict[str, list[_Failure]] = {}
         self._held: dict[str, threading.Event] = {}
         self._ts = 0
@@ -142,6 +175,36 @@ class FakeSlack(LoopbackServer):
         with self.lock:
             self.users[user_id] = user
         return user
+
+    def add_team(
+        self,
+        team_id: str,
+        *,
+        token: str,
+        bot_user_id: str = BOT_USER_ID,
+        bot_id: str = BOT_ID,
+        name: str = "",
+    ) -> Team:
+        """A workspace of its own, whose bot uses `token` (an xoxb- token)."""
+        team = Team(team_id, token, bot_user_id, bot_id, name or f"Team {team_id}")
+        with self.lock:
+            self.teams[token] = team
+        return team
+
+    def install_code(self, code: str, team: Team, *, installer: str = "U1") -> None:
+        """Slack's code for an install of the app in `team` by `installer` (oauth.v2.access)."""
+        with self.lock:
+            self.codes[code] = (team, installer)
+
+    def revoke(self, token: str) -> None:
+        """Slack refuses `token` from now on (token_revoked), as after an uninstall."""
+        with self.lock:
+            self.revoked.add(token)
+
+    def calls_with(self, token: str, method: str | None = None) -> list[Call]:
+        """The calls made with `token` (of `method`, when given)."""
+        with self.lock:
+            return [c for c in self.calls if c.token == token and method in (None, c.method)]
 
     def fail(
         self, method: str, *, status: int = 429, times: int = 1, after: int = 0, retry_after: int = 1
@@ -225,7 +288,8 @@ class FakeSlack(LoopbackServer):
         for key in ("blocks", "attachments"):
             if isinstance(params.get(key), str) and params[key]:
                 params[key] = json.loads(params[key])
-        call = Call(api, params)
+        authorization = headers.get("authorization", "")
+        call = Call(api, params, token=authorization.removeprefix("Bearer "))
         with self.lock:
             self.calls.append(call)
             held = self._held.get(api)
@@ -238,10 +302,14 @@ class FakeSlack(LoopbackServer):
                 call.error = "ratelimited" if failure.status == 429 else "fatal_error"
                 extra = {"Retry-After": str(failure.retry_after)} if failure.status == 429 else {}
                 return Reply(failure.status, {"ok": False, "error": call.error}, extra)
-            refusal = self._refusal(api, headers.get("authorization", "")) or self._refused(api)
+            if api == "oauth.v2.access":
+                refusal = self._client_refusal(authorization, params)
+            else:
+                refusal = self._refusal(api, authorization) or self._refused(api)
             if refusal is not None:
                 body: dict[str, Any] = {"ok": False, "error": refusal}
             else:
+                self._token = call.token
                 handler = getattr(self, "_" + api.replace(".", "_"), None)
                 body = handler(params) if handler else {"ok": False, "error": "unknown_method"}
             if not body.get("ok"):
@@ -257,7 +325,30 @@ class FakeSlack(LoopbackServer):
             return "not_allowed_token_type"
         if not token.startswith(wanted) or (wanted == "xapp-" and token != self.app_token):
             return "invalid_auth"
+        if token in self.revoked:
+            return "token_revoked"
         return None
+
+    def _client_refusal(self, authorization: str, params: dict[str, Any]) -> str | None:
+        """oauth.v2.access takes the app's client id and secret (HTTP Basic, as slack_sdk sends them)."""
+        try:
+            given = base64.b64decode(authorization.removeprefix("Basic ")).decode()
+        except ValueError:
+            return "invalid_client_id"
+        client_id, _, secret = given.partition(":")
+        if client_id != self.client_id:
+            return "invalid_client_id"
+        if secret != self.client_secret:
+            return "bad_client_secret"
+        if str(params.get("code")) not in self.codes:
+            return "invalid_code"
+        return None
+
+    def _team(self) -> Team:
+        """The workspace of the call being answered (by its token)."""
+        return self.teams.get(self._token) or Team(
+            self.team_id, self._token, self.bot_user_id, self.bot_id, "Team One"
+        )
 
     def _refused(self, api: str) -> str | None:
         rules = self._refusals.get(api) or []
@@ -293,14 +384,30 @@ class FakeSlack(LoopbackServer):
         return {"ok": True, "url": self.socket_url()}
 
     def _auth_test(self, _: dict[str, Any]) -> dict[str, Any]:
+        team = self._team()
         return {
             "ok": True,
-            "url": "https://t1.slack.com/",
-            "team": "Team One",
+            "url": f"https://{team.team_id.lower()}.slack.com/",
+            "team": team.name,
             "user": "chatops",
-            "team_id": self.team_id,
-            "user_id": self.bot_user_id,
-            "bot_id": self.bot_id,
+            "team_id": team.team_id,
+            "user_id": team.bot_user_id,
+            "bot_id": team.bot_id,
+            "is_enterprise_install": False,
+        }
+
+    def _oauth_v2_access(self, p: dict[str, Any]) -> dict[str, Any]:
+        team, installer = self.codes.pop(str(p["code"]))  # a code is good once
+        return {
+            "ok": True,
+            "app_id": "A1",
+            "authed_user": {"id": installer},
+            "scope": "app_mentions:read,chat:write,commands",
+            "token_type": "bot",
+            "access_token": team.token,
+            "bot_user_id": team.bot_user_id,
+            "team": {"id": team.team_id, "name": team.name},
+            "enterprise": None,
             "is_enterprise_install": False,
         }
 
@@ -311,7 +418,15 @@ class FakeSlack(LoopbackServer):
             return {"ok": False, "error": "no_text"}
         ts = self._next_ts()
         text = str(p.get("text") or "")
-        msg = Message(p["channel"], ts, text, p.get("blocks"), p.get("thread_ts") or None, posted_text=text)
+        msg = Message(
+            p["channel"],
+            ts,
+            text,
+            p.get("blocks"),
+            p.get("thread_ts") or None,
+            posted_text=text,
+            token=self._token,
+        )
         self.messages[ts] = msg
         return {
             "ok": True,
@@ -343,6 +458,7 @@ class FakeSlack(LoopbackServer):
                 p.get("thread_ts") or None,
                 user=p["user"],
                 posted_text=text,
+                token=self._token,
             )
         )
         return {"ok": True, "message_ts": ts}

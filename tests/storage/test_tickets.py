@@ -87,3 +87,25 @@ async def test_find_tickets_filters_newest_first(db: Database) -> None:
         assert [t.id for t in await tickets.find_tickets(session=session, assignee="U1")] == [c, a]
         assert [t.id for t in await tickets.find_tickets(session=session, status="closed")] == [c]
         assert [t.id for t in await tickets.find_tickets(session=session, limit=1)] == [c]
+
+
+async def test_a_ticket_is_found_only_in_its_own_workspaces_tracker(db: Database) -> None:
+    async with db.write() as session:
+        mine = await tickets.create_ticket(
+            session=session, ticket=TicketBase(title="vpn"), run_id=1, team_id="T1"
+        )
+    assert mine.id is not None
+    async with db.write() as session:
+        assert await tickets.get_ticket(session=session, ticket_id=mine.id, team_id="T2") is None
+        assert (
+            await tickets.update_ticket(
+                session=session, ticket_id=mine.id, changes={"status": "closed"}, team_id="T2"
+            )
+            is None
+        )
+        assert await tickets.find_tickets(session=session, query="vpn", team_id="T2") == []
+        assert [t.id for t in await tickets.find_tickets(session=session, query="vpn", team_id="T1")] == [
+            mine.id
+        ]
+        found = await tickets.get_ticket(session=session, ticket_id=mine.id, team_id="T1")
+        assert found is not None and found.status == "open"

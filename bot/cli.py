@@ -1,4 +1,4 @@
-"""The `chatops` command: run, serve, worker, console, migrate."""
+"""The `chatops` command: run, serve, worker, console, summary, migrate, pause, resume, replay, eval."""
 
 from __future__ import annotations
 
@@ -50,6 +50,16 @@ DESCRIPTIONS = {
         "date and channel unless --force). Without SLACK_BOT_TOKEN it is printed instead."
     ),
     "migrate": "Create or upgrade the database schema at DATABASE_URL; an existing database keeps its data.",
+    "pause": (
+        "Pause an agent (or all) in every workspace, from where chatops runs: the emergency stop "
+        "that needs neither Slack nor a running desk, only DATABASE_URL. No new action starts; runs "
+        "in flight wait at their next step, in every process. Audited as the operator."
+    ),
+    "resume": (
+        "Lift a pause of every workspace set by `chatops pause`, or by an agent at its daily cost "
+        "cap (then it may spend another cap's worth today); the runs that waited continue. A "
+        "workspace's own pauses are lifted in that workspace, with `resume`."
+    ),
     "replay": (
         "Run a recorded run's request again against the configuration of now (or --config FILE, "
         "or another --model), in a dry run: the real planner (OPENAI_API_KEY, else the offline "
@@ -102,6 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     summary.add_argument("--force", action="store_true", help="post again even if already posted")
     command("migrate", "create or upgrade the database schema")
+    pause = command("pause", "pause an agent, or all, in every workspace (no Slack needed)")
+    pause.add_argument("agent", metavar="AGENT", help="an agent's name, or `all`")
+    pause.add_argument("--reason", default=None, help="why (kept in the audit log and shown in status)")
+    resume = command("resume", "lift a pause of every workspace (`chatops pause`, a daily cost cap)")
+    resume.add_argument("agent", metavar="AGENT", help="an agent's name, or `all`")
     replay = command("replay", "run a recorded request again, in a dry run, and compare its tool calls")
     replay.add_argument("run", type=_run_number, metavar="RUN", help="the run's number (as in `run #12`)")
     evaluate = command("eval", "score a file of cases, in a dry run")
@@ -135,7 +150,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chatops {command}: {problem}", file=sys.stderr)
         return 2
     try:
-        quiet = command in ("console", "replay", "eval") or (
+        quiet = command in ("console", "replay", "eval", "pause", "resume") or (
             command == "run" and not (settings.slack_http or settings.slack_socket or settings.slack_oauth)
         )
         chosen = getattr(args, "config", None)  # replay and eval may try another configuration
@@ -185,6 +200,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(runner.migrate(settings))
     if command == "summary":
         return _run(runner.summary(settings, day=args.date, force=args.force))
+    if command in ("pause", "resume"):
+        reason = getattr(args, "reason", None)
+        return _run(runner.operate(settings, config, command, args.agent, reason=reason))
     if command == "replay":
         return _run(runner.replay(settings, config, run_id=args.run, model=args.model))
     if command == "eval":

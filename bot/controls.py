@@ -255,24 +255,7 @@ class Controls:
         )
 
     async def _more_room(self, session: AsyncSession, agent: str) -> str:
-        """Another cap's worth of spend today for an agent that paused itself at its cap; says so."""
-        config = self.config.agent(agent)
-        if config is None or config.max_cost_per_day is None:
-            return ""
-        cap = config.max_cost_per_day
-        day = budget.today(ZoneInfo(self.config.summary.timezone))
-        limit = await spend.allow_more(session=session, agent=agent, day=day, cap=cap)
-        await audit.record(
-            session=session,
-            actor="system",
-            action="budget",
-            target=f"agent:{agent}",
-            detail=f"${limit:,.2f} on {day}",
-        )
-        return (
-            f" *{agent}* had paused itself at its daily cap (max_cost_per_day ${cap:,.2f}): it may spend "
-            f"another ${cap:,.2f} today (${limit:,.2f} in all); raise max_cost_per_day to change the cap."
-        )
+        return await more_room(session=session, config=self.config, agent=agent)
 
     async def _continue_stopped(self, user_id: str, where: Where) -> Reply | None:
         """`resume` in the thread of a run that stopped for a human: go on from where it was.
@@ -475,3 +458,25 @@ def _int(value: str | None) -> int | None:
 
 def _target(scope: str) -> str:
     return "agent:*" if scope == ALL else f"agent:{scope}"
+
+
+async def more_room(*, session: AsyncSession, config: Config, agent: str) -> str:
+    """Another cap's worth of spend today for an agent that paused itself at its daily cap
+    (a resume lets it go on; otherwise it would pause again at its next step); says so."""
+    agent_config = config.agent(agent)
+    if agent_config is None or agent_config.max_cost_per_day is None:
+        return ""
+    cap = agent_config.max_cost_per_day
+    day = budget.today(ZoneInfo(config.summary.timezone))
+    limit = await spend.allow_more(session=session, agent=agent, day=day, cap=cap)
+    await audit.record(
+        session=session,
+        actor="system",
+        action="budget",
+        target=f"agent:{agent}",
+        detail=f"${limit:,.2f} on {day}",
+    )
+    return (
+        f" *{agent}* had paused itself at its daily cap (max_cost_per_day ${cap:,.2f}): it may spend "
+        f"another ${cap:,.2f} today (${limit:,.2f} in all); raise max_cost_per_day to change the cap."
+    )

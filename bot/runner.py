@@ -309,6 +309,28 @@ async def summary(settings: Settings, *, day: date | None, force: bool) -> int:
     return 0
 
 
+async def operate(settings: Settings, config: Config, verb: str, agent: str, *, reason: str | None) -> int:
+    """`chatops pause` and `chatops resume` (bot.operator): straight on the database."""
+    from bot import operator
+
+    db = Database(settings.database_url, pooled=False)
+    try:
+        await db.check_schema()
+        if verb == "pause":
+            outcome = await operator.pause(db, config, agent, reason=reason)
+        else:
+            outcome = await operator.resume(db, config, agent)
+    except SchemaOutOfDate as e:
+        return _refuse(e)
+    except operator.UnknownAgent as e:
+        print(f"chatops {verb}: {e}", file=sys.stderr)
+        return 2
+    finally:
+        await db.dispose()
+    print(f"chatops: {outcome.message}")
+    return 0
+
+
 async def replay(settings: Settings, config: Config, *, run_id: int, model: str | None) -> int:
     """`chatops replay`: the recorded run beside a dry replay of its request (agents.replay)."""
     from agents.dryrun import DryDesk, without_budgets

@@ -284,7 +284,8 @@ class Watchdog:
                     f":money_with_wings: Agent *{agent.name}* paused itself: its runs spent {spent} today "
                     f"({day}, {self.config.summary.timezone}), over its daily cap of "
                     f"${limit:,.2f} (max_cost_per_day). Its runs wait at their next "
-                    f"step. `resume agent {agent.name}` (or `/agent resume {agent.name}`) lets it spend "
+                    f"step. `resume agent {agent.name}` (or `/agent resume {agent.name}`; with many "
+                    f"workspaces, `chatops resume {agent.name}` where chatops runs) lets it spend "
                     f"another ${cap:,.2f} today; to change the cap, raise max_cost_per_day in the "
                     "configuration.",
                 )

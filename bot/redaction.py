@@ -92,6 +92,28 @@ class RedactingApp(AsyncApp):
             response.body = self.redactor.clean(response.body)
         return response
 
+    def _init_context(self, req: AsyncBoltRequest) -> None:
+        """bolt makes each request a plain AsyncWebClient of its own (`context.client`, which
+        its `say`, `respond` and Assistant utilities use, and which its authorization hands the
+        request's token): made here as a RedactingWebClient instead, with the same settings."""
+        super()._init_context(req)
+        plain: AsyncWebClient = req.context["client"]
+        client = RedactingWebClient(
+            token=plain.token,
+            base_url=plain.base_url,
+            timeout=plain.timeout,
+            ssl=plain.ssl,
+            proxy=plain.proxy,
+            session=plain.session,
+            trust_env_in_session=plain.trust_env_in_session,
+            headers=plain.headers,
+            team_id=req.context.team_id,
+            logger=plain.logger,
+            retry_handlers=plain.retry_handlers,
+        )
+        client.redactor = self.redactor
+        req.context["client"] = client
+
 
 def redactor_for(settings: Settings, config: Config) -> Redactor:
     """The process's one Redactor: Slack and OpenAI credentials, and what the configuration reads

@@ -102,3 +102,29 @@ async def test_a_dm_outside_an_assistant_thread_carries_no_viewed_channel(start_
     run = await desk.only_run()
     [request] = await desk.requests()
     assert request.context_channel_id is None and run.status == RunStatus.succeeded
+
+
+async def test_prompts_sent_through_bolts_own_client_are_cleaned_of_secrets(start_desk):
+    """bolt's Assistant utilities call Slack with the request's own client (context.client): it
+    is a redacting one too, so a secret in an action's description never reaches Slack."""
+    config = """
+[[agents]]
+name = "ops"
+default = true
+actions = ["status_page"]
+
+[[actions]]
+name = "status_page"
+description = "Show the status page (its API token is xoxb-test)"
+kind = "command"
+run = "echo ok"
+read_only = true
+"""
+    desk = await start_desk(config)
+    assert (
+        await desk.send.event(assistant_event("assistant_thread_started", viewing="C_INCIDENTS"))
+    ).status == 200
+    [suggested] = await wait_until(lambda: desk.slack.suggested, message="the suggested prompts")
+    [prompt] = suggested["prompts"]
+    assert prompt["message"] == "Show the status page (its API token is [redacted])"
+    assert not any("xoxb-test" in str(call.params) for call in desk.slack.calls)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -39,7 +40,10 @@ def build_web_app(
     *,
     workers_enabled: bool = True,
     scheduler_enabled: bool = True,
+    background: Callable[[], Services] | None = None,
 ) -> web.Application:
+    """`background`: the services that work the runs and the scheduled jobs, when they are
+    not `services` (bot.background's thread): /healthz reports theirs."""
     app = web.Application(client_max_size=MAX_BODY)
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
 
@@ -76,7 +80,11 @@ def build_web_app(
 
     async def healthz(_: web.Request) -> web.Response:
         report = await health(
-            services, database, workers_enabled=workers_enabled, scheduler_enabled=scheduler_enabled
+            services,
+            database,
+            background=background() if background is not None else services,
+            workers_enabled=workers_enabled,
+            scheduler_enabled=scheduler_enabled,
         )
         return web.json_response(report, status=200 if report["ok"] else 503)
 
@@ -182,11 +190,16 @@ class DatabaseCheck:
 
 
 async def health(
-    services: Services, database: DatabaseCheck, *, workers_enabled: bool, scheduler_enabled: bool
+    services: Services,
+    database: DatabaseCheck,
+    *,
+    background: Services,
+    workers_enabled: bool,
+    scheduler_enabled: bool,
 ) -> dict[str, Any]:
     db_state = await database.state()
-    workers_ok = services.worker.alive or not workers_enabled
-    scheduler_ok = services.scheduler_running or not scheduler_enabled
+    workers_ok = background.worker.alive or not workers_enabled
+    scheduler_ok = background.scheduler_running or not scheduler_enabled
     paused: list[str] = []
     if db_state != "unreachable":  # a database that refuses writes still answers reads
         try:
@@ -196,15 +209,15 @@ async def health(
             log.warning("healthz: could not read the paused agents")
     return {
         "ok": db_state == "ok" and workers_ok and scheduler_ok,
-        "scheduler": {"enabled": scheduler_enabled, "running": services.scheduler_running},
+        "scheduler": {"enabled": scheduler_enabled, "running": background.scheduler_running},
         "database": db_state,
         "workers": {
             "enabled": workers_enabled,
-            "alive": services.worker.alive,
-            "runs_in_flight": len(services.worker.tasks),
+            "alive": background.worker.alive,
+            "runs_in_flight": len(background.worker.tasks),
         },
         "paused": paused,
-        "mcp_servers": _mcp_servers(services),
+        "mcp_servers": _mcp_servers(background),
     }
 
 

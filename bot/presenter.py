@@ -9,15 +9,21 @@ allows about one edit per second in a thread); the edits in between are coalesce
 outcome is always delivered (a failed post is retried by `redeliver`). At most two
 announcements are in flight, so a burst of requests does not crowd the event loop the
 acks run on.
+
+In `chatops serve` the runs have a thread and event loop of their own (bot.background):
+the intake's and the controls' presenter forwards what they tell it to the runs' presenter
+(`forward_to`), so one presenter, on one loop, shows each run and paces its edits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
 from typing import TypeVar
 
 from bot import outcome
@@ -84,6 +90,22 @@ class Presenter:
         self._announcing = asyncio.Semaphore(ANNOUNCING)
         self.approvals = ApprovalMessages(db, surface, surfaces=self.surfaces)
         self._stale: set[int] = set()  # runs whose last status edit Slack refused
+        self._forward: tuple[Presenter, asyncio.AbstractEventLoop] | None = None
+
+    def forward_to(self, presenter: Presenter, loop: asyncio.AbstractEventLoop) -> None:
+        """From now on, what the intake and the controls tell this presenter (a run queued,
+        steered, progressed or finished; an approval decided) is done by `presenter`, on
+        `loop` (another thread's): it alone edits the runs' status messages."""
+        self._forward = (presenter, loop)
+
+    def _soon_there(self, call: Callable[[], None]) -> None:
+        assert self._forward is not None
+        with contextlib.suppress(RuntimeError):  # its loop has closed: the process is stopping
+            self._forward[1].call_soon_threadsafe(call)
+
+    async def _there(self, work: Coroutine[object, object, None]) -> None:
+        assert self._forward is not None
+        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._forward[1]))
 
     # Reporter -----------------------------------------------------------------
 
@@ -102,6 +124,8 @@ class Presenter:
             log.exception("showing the step of run #%s failed", run_id)
 
     async def run_progressed(self, run_id: int) -> None:
+        if self._forward is not None:
+            return await self._there(self._forward[0].run_progressed(run_id))
         if run_id in self._pending:
             return  # a refresh is already scheduled; it will render the latest state
         wait = self._last_edit.get(run_id, 0.0) + self.edit_interval - time.monotonic()
@@ -114,6 +138,8 @@ class Presenter:
         the background; the outcome always comes after the status message in the thread.
         `redeliver` delivers any outcome this process did not get to.
         """
+        if self._forward is not None:
+            return await self._there(self._forward[0].run_finished(run_id))
         pending = self._pending.pop(run_id, None)
         if pending is not None:
             pending.cancel()  # still sleeping: the final refresh renders the final state
@@ -135,10 +161,15 @@ class Presenter:
 
     def announce(self, run_id: int) -> None:
         """Post the run's first message soon, without holding up the caller (the ack)."""
+        if self._forward is not None:
+            return self._soon_there(partial(self._forward[0].announce, run_id))
         self._spawn(self._announce(run_id))
 
     def steered(self, run_id: int, *, channel: str, ts: str, team_id: str = "") -> None:
         """A reply steers the run: 👀 on it, and the status message says it was received."""
+        if self._forward is not None:
+            there = partial(self._forward[0].steered, run_id, channel=channel, ts=ts, team_id=team_id)
+            return self._soon_there(there)
         self._spawn(self._steered(run_id, channel, ts, team_id))
 
     async def _steered(self, run_id: int, channel: str, ts: str, team_id: str) -> None:
@@ -353,6 +384,8 @@ class Presenter:
 
     async def approval_decided(self, approval_id: int) -> None:
         """Replace the Approve/Deny buttons with the decision."""
+        if self._forward is not None:
+            return await self._there(self._forward[0].approval_decided(approval_id))
         await self._safely(self.approvals.update(approval_id))
 
     async def _react(self, run: Run, request: Request, name: str) -> None:

@@ -15,6 +15,7 @@ from slack_bolt.async_app import AsyncApp
 from agents.config import Config, load_config
 from agents.model import Planner
 from agents.redaction import Redactor
+from bot.background import RunsThread, share_the_interpreter, work
 from bot.http import build_web_app
 from bot.oauth import OAuth, app_client
 from bot.redaction import redactor_for
@@ -54,10 +55,12 @@ async def console(settings: Settings) -> int:
     return 0
 
 
-def _slack(settings: Settings) -> tuple[Services, AsyncApp]:
+def _slack(settings: Settings, health: SlackHealth | None = None) -> tuple[Services, AsyncApp]:
+    """The services and the bolt app. `health`: the process's record of failed Slack calls,
+    when another event loop of the process (bot.background) records them too."""
     config = load_config(settings.config_path())
     redactor = redactor_for(settings, config)
-    health = SlackHealth()
+    health = health or SlackHealth()
     if settings.slack_oauth:
         return _many_workspaces(settings, config, redactor, health)
     assert settings.slack_bot_token is not None
@@ -123,7 +126,12 @@ def _many_workspaces(
 
 
 class Server:
-    """`chatops serve` as an object: start it (port 0 picks a free port), use it, stop it."""
+    """`chatops serve` as an object: start it (port 0 picks a free port), use it, stop it.
+
+    `runs_thread`: the workers and the scheduler on a thread and event loop of their own
+    (bot.background), so that no run delays an ack; False keeps them on the intake's loop,
+    where `services` is every service of the process (tests that reach into them).
+    """
 
     def __init__(
         self,
@@ -134,6 +142,7 @@ class Server:
         workers: bool = True,
         scheduler: bool = True,
         migrate: bool = False,
+        runs_thread: bool = True,
     ) -> None:
         self.settings = settings
         self.migrate = migrate
@@ -142,13 +151,33 @@ class Server:
         self.port = port
         self.workers = workers
         self.scheduler = scheduler
-        self.services, self.bolt = _slack(settings)
+        self.health = SlackHealth()
+        self.services, self.bolt = _slack(settings, self.health)
+        self.runs: RunsThread | None = None
+        if runs_thread and (workers or scheduler):
+            self.runs = RunsThread(
+                lambda: _slack(settings, self.health)[0], workers=workers, scheduler=scheduler
+            )
         self._runner: web.AppRunner | None = None
         self._background: asyncio.Task[None] | None = None
+
+    @property
+    def background(self) -> Services:
+        """The services that work the runs and the scheduled jobs (another thread's, or these)."""
+        if self.runs is not None and self.runs.services is not None:
+            return self.runs.services
+        return self.services
 
     async def start(self) -> None:
         """Raises SchemaOutOfDate (before listening) when the database needs `chatops migrate`."""
         await _prepare(self.services.db, migrate=self.migrate)
+        if self.runs is not None:
+            runs = await self.runs.start()
+            assert self.runs.loop is not None
+            self.services.presenter.forward_to(runs.presenter, self.runs.loop)
+            self.services.intake.on_queued = self.runs.wake
+            self.services.controls.wake = self.runs.wake
+            share_the_interpreter()
         secret = self.settings.slack_signing_secret
         app = build_web_app(
             self.services,
@@ -156,6 +185,7 @@ class Server:
             secret.get_secret_value() if secret else None,
             workers_enabled=self.workers,
             scheduler_enabled=self.scheduler,
+            background=lambda: self.background,
         )
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -165,9 +195,12 @@ class Server:
         if server is not None and server.sockets:
             self.port = server.sockets[0].getsockname()[1]
         log.info("listening on %s:%s (POST /slack/events, GET /healthz)", self.host, self.port)
-        self._background = asyncio.create_task(
-            _background(self.services, workers=self.workers, scheduler=self.scheduler)
-        )
+        if self.runs is not None:
+            self._background = asyncio.create_task(self.runs.finished())
+        else:
+            self._background = asyncio.create_task(
+                work(self.services, workers=self.workers, scheduler=self.scheduler)
+            )
         await self._ready()
 
     async def _ready(self, timeout: float = 10.0) -> None:
@@ -175,8 +208,8 @@ class Server:
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(timeout):
                 while not (
-                    (self.services.worker.alive or not self.workers)
-                    and (self.services.scheduler_running or not self.scheduler)
+                    (self.background.worker.alive or not self.workers)
+                    and (self.background.scheduler_running or not self.scheduler)
                 ):
                     if self._background is not None and self._background.done():
                         return  # it failed; stop() reports why
@@ -187,6 +220,8 @@ class Server:
         await self._background
 
     async def stop(self) -> None:
+        if self.runs is not None:
+            await self.runs.stop()
         if self._background is not None:
             self._background.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -258,7 +293,7 @@ async def socket_mode(settings: Settings, *, migrate: bool = False) -> int:
             return _refuse(e)
         log.info("connected to Slack in Socket Mode")
         settle_memory()
-        await _background(services, workers=True, scheduler=True)
+        await work(services, workers=True, scheduler=True)
     finally:
         await door.close_async()
         await services.close()
@@ -274,7 +309,7 @@ async def worker(settings: Settings) -> int:
         return _refuse(e)
     settle_memory()
     try:
-        await _background(services, workers=True, scheduler=False)
+        await work(services, workers=True, scheduler=False)
     finally:
         await services.close()
     return 0
@@ -394,30 +429,6 @@ def _planner_label(planner: Planner, model: str | None) -> str:
         ignored = f"; --model {model} needs OPENAI_API_KEY" if model else ""
         return f"the offline planner (no OPENAI_API_KEY{ignored})"
     return f"model {planner.label}"
-
-
-async def _background(services: Services, *, workers: bool, scheduler: bool) -> None:
-    """Workers and the scheduler until cancelled; then stop the workers gracefully."""
-    from bot import scheduler as scheduling
-
-    if services.runtime.mcp is not None:
-        services.runtime.mcp.start()  # in the background: a slow MCP server holds up nothing
-    work = asyncio.create_task(services.worker.run_forever()) if workers else None
-    jobs = await scheduling.start(services) if scheduler else None
-    services.scheduler_running = jobs is not None
-    try:
-        if work is not None:
-            await work
-        else:
-            await asyncio.Event().wait()  # until cancelled
-    finally:
-        if work is not None:
-            work.cancel()
-        if workers:
-            await services.worker.stop()
-        if jobs is not None:
-            jobs.shutdown(wait=False)
-            services.scheduler_running = False
 
 
 async def _prepare(db: Database, *, migrate: bool) -> None:

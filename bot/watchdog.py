@@ -44,7 +44,7 @@ class Condition:
 
 
 class SlackHealth:
-    """Failed Slack Web API calls in this process, for the watchdog."""
+    """Failed Slack Web API calls in this process (every thread of it), for the watchdog."""
 
     def __init__(self) -> None:
         self.failures: deque[float] = deque(maxlen=1000)
@@ -54,7 +54,8 @@ class SlackHealth:
 
     def recent(self, seconds: float) -> int:
         cutoff = time.monotonic() - seconds
-        return sum(1 for t in self.failures if t >= cutoff)
+        # A copy (made in one step): another thread of the process may record a failure meanwhile.
+        return sum(1 for t in list(self.failures) if t >= cutoff)
 
 
 class Watchdog:

@@ -1,10 +1,10 @@
 """The database: one async engine, write and read sessions, and the schema.
 
 SQLite (the default) runs in WAL mode. Write transactions begin IMMEDIATE, so two
-writers never deadlock upgrading a read lock, and within one process they queue on a
-lock in the event loop, the intake's writes first. SQLite calls run inline on the event
-loop (see `InlineSQLiteConnection`); a write lock held by another process is waited for
-with `asyncio.sleep`, never in SQLite's busy handler.
+writers never deadlock upgrading a read lock, and within one process they queue on one
+lock per file, shared by the process's event loops, the intake's writes first. SQLite
+calls run inline on the event loop (see `InlineSQLiteConnection`); a write lock held by
+another process is waited for with `asyncio.sleep`, never in SQLite's busy handler.
 PostgreSQL (`postgresql+psycopg://`) is for many processes.
 """
 
@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sqlite3
+import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -75,10 +78,10 @@ class Database:
             if make_url(url).database in (None, "", ":memory:"):
                 raise ValueError("an in-memory SQLite database cannot be shared; use a file")
             self.engine: AsyncEngine = _sqlite_engine(self.url, **kwargs)
-            # SQLite has one writer. Writers of this process queue here, in the event loop,
-            # and start the moment the previous commit ends; the intake's writes go first,
+            # SQLite has one writer. Writers of this process queue here, whatever their event
+            # loop, and start the moment the previous commit ends; the intake's writes go first,
             # on connections of their own, so an ack never waits behind the runs' writes.
-            self._lock = PriorityLock()
+            self._lock = _write_lock(str(make_url(url).database))
             if pooled:
                 self._urgent_engine = _sqlite_engine(self.url, echo=echo, pool_size=2, max_overflow=0)
         else:
@@ -95,6 +98,7 @@ class Database:
         lock = self._lock
         if lock is not None:
             await lock.acquire(urgent=urgent)
+        held = lock is not None
         try:
             bind = self._urgent_engine if urgent and self._urgent_engine is not None else self.engine
             async with AsyncSession(bind, expire_on_commit=False) as session:
@@ -105,8 +109,16 @@ class Database:
                 except BaseException:
                     await session.rollback()
                     raise
+                finally:
+                    # Released as the transaction ends, before the session closes: closing
+                    # goes round the event loop (SQLAlchemy shields it in a task of its own),
+                    # and the next writer, the intake's perhaps, need not wait for that.
+                    if lock is not None:
+                        held = False
+                        lock.release()
         finally:
-            if lock is not None:
+            if held:
+                assert lock is not None
                 lock.release()
 
     @asynccontextmanager
@@ -181,41 +193,131 @@ def _sqlite_pragma(conn: Any, pragma: str) -> list[Any]:
 
 
 class PriorityLock:
-    """A lock whose urgent waiters go before the others (first come, first served within each)."""
+    """A lock whose urgent waiters go before the others (first come, first served within each).
+
+    Thread-safe: the event loops of one process share it (`chatops serve` works its runs on a
+    thread and event loop of their own, next to the intake's). A waiter on another loop is
+    woken through that loop (`call_soon_threadsafe`).
+
+    An urgent waiter is handed the lock: it owns it from the moment it is chosen (a waiter
+    cancelled before it wakes passes it on). The others are only woken, and take the lock
+    if it is still free when they run: a busy event loop may take a while to run the one it
+    woke, and the lock is not held idle meanwhile, for the intake's next write above all.
+    A woken waiter that finds the lock taken again waits at the head of the line; a new one
+    queues behind those woken and waiting.
+    """
 
     def __init__(self) -> None:
+        self._mutex = threading.Lock()
         self._locked = False
-        self._urgent: deque[asyncio.Future[None]] = deque()
-        self._normal: deque[asyncio.Future[None]] = deque()
+        self._urgent: deque[_Waiter] = deque()
+        self._normal: deque[_Waiter] = deque()
 
     def locked(self) -> bool:
         return self._locked
 
     async def acquire(self, *, urgent: bool = False) -> None:
-        if not self._locked and not self._urgent and not self._normal:
-            self._locked = True
-            return
-        queue = self._urgent if urgent else self._normal
-        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        queue.append(waiter)
-        try:
-            await waiter
-        except asyncio.CancelledError:
-            if waiter.done() and not waiter.cancelled():
-                self.release()  # handed to us as we were cancelled: pass it on
-            else:
-                with contextlib.suppress(ValueError):
-                    queue.remove(waiter)
-            raise
+        loop = asyncio.get_running_loop()
+        again = False
+        while True:
+            with self._mutex:
+                # Free, and nobody before us: urgent waiters go first, then those in line.
+                first = urgent or (not self._urgent and (again or not self._normal))
+                if not self._locked and first:
+                    self._locked = True
+                    return
+                waiter = _Waiter(loop, loop.create_future())
+                if urgent:
+                    self._urgent.append(waiter)
+                elif again:
+                    self._normal.appendleft(waiter)  # it was first in line
+                else:
+                    self._normal.append(waiter)
+            try:
+                await waiter.future
+            except asyncio.CancelledError:
+                with self._mutex:
+                    granted, woken = waiter.granted, waiter.future.done() and not waiter.future.cancelled()
+                    if not waiter.future.done():
+                        with contextlib.suppress(ValueError):
+                            (self._urgent if urgent else self._normal).remove(waiter)
+                if granted:
+                    self.release()  # handed to us as we were cancelled: pass it on
+                elif woken:
+                    self._wake_next()  # woken as we were cancelled: wake the next instead
+                raise
+            if waiter.granted:
+                return
+            again = True
 
     def release(self) -> None:
-        """Hand the lock to the next waiter (urgent first), or free it."""
-        while self._urgent or self._normal:
-            waiter = (self._urgent or self._normal).popleft()
-            if not waiter.done():
-                waiter.set_result(None)  # ownership passes to the waiter
+        """Hand the lock to the next urgent waiter; otherwise free it and wake the next waiter."""
+        with self._mutex:
+            while self._urgent:
+                waiter = self._urgent.popleft()
+                if _wake(waiter, grant=True):
+                    return
+            self._locked = False
+            self._wake_next_locked()
+
+    def _wake_next(self) -> None:
+        with self._mutex:
+            if not self._locked:
+                self._wake_next_locked()
+
+    def _wake_next_locked(self) -> None:
+        while self._normal:
+            if _wake(self._normal.popleft(), grant=False):
                 return
-        self._locked = False
+
+
+class _Waiter:
+    __slots__ = ("future", "granted", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, future: asyncio.Future[None]) -> None:
+        self.loop = loop
+        self.future = future
+        self.granted = False
+
+
+def _wake(waiter: _Waiter, *, grant: bool) -> bool:
+    """Wake a waiter (holding the lock's mutex); False if it no longer waits."""
+    if waiter.future.done():  # cancelled while waiting
+        return False
+    try:
+        here: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+    except RuntimeError:
+        here = None
+    # Granted before it is woken: the waiter's thread may run the moment it is woken.
+    waiter.granted = grant
+    if waiter.loop is here:
+        waiter.future.set_result(None)
+    else:
+        try:
+            waiter.loop.call_soon_threadsafe(_set, waiter.future)
+        except RuntimeError:  # its loop is closed: nobody waits there any more
+            waiter.granted = False
+            return False
+    return True
+
+
+def _set(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
+
+
+_LOCKS: weakref.WeakValueDictionary[str, PriorityLock] = weakref.WeakValueDictionary()
+_LOCKS_MUTEX = threading.Lock()
+
+
+def _write_lock(path: str) -> PriorityLock:
+    """The one write lock of an SQLite file in this process, whichever Database asks."""
+    key = os.path.realpath(path)
+    with _LOCKS_MUTEX:
+        lock = _LOCKS.get(key)
+        if lock is None:
+            lock = _LOCKS[key] = PriorityLock()
+        return lock
 
 
 # SQLite, inline ----------------------------------------------------------------------

@@ -193,13 +193,21 @@ async def start_desk(
     to tmp_path and passed as CHATOPS_CONFIG (None: the built-in defaults); `model=True`
     points OPENAI_BASE_URL at the fake model, otherwise there is no API key and agents use
     the offline planner; `scheduler=True` starts the scheduled jobs too (off by default, so
-    no periodic job posts at an arbitrary moment); other keywords are Settings fields.
+    no periodic job posts at an arbitrary moment); `runs_thread=True` works the runs on a thread
+    and event loop of their own, as `chatops serve` does (off by default: with it, `desk.services`
+    are the intake's, and the runs' are `desk.server.background`, on another loop); other
+    keywords are Settings fields.
     Starting a second desk in one test reuses the database: a restart, or a second process.
     """
     desks: list[Desk] = []
 
     async def start(
-        config: str | None = None, *, model: bool = False, scheduler: bool = False, **overrides: Any
+        config: str | None = None,
+        *,
+        model: bool = False,
+        scheduler: bool = False,
+        runs_thread: bool = False,
+        **overrides: Any,
     ) -> Desk:
         fields: dict[str, Any] = {
             "slack_bot_token": BOT_TOKEN,
@@ -225,7 +233,9 @@ async def start_desk(
             await migrated.migrate()  # the release step (`chatops migrate`), before the process starts
         finally:
             await migrated.dispose()
-        server = Server(Settings(**fields), host="127.0.0.1", port=0, scheduler=scheduler)
+        server = Server(
+            Settings(**fields), host="127.0.0.1", port=0, scheduler=scheduler, runs_thread=runs_thread
+        )
         await server.start()
         desk = Desk(
             server,

@@ -2,9 +2,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
+from fakes import wait_until
 from sqlalchemy.exc import OperationalError
 
 from storage import engine, schema
@@ -201,3 +203,55 @@ async def test_a_read_waits_for_an_exclusive_lock_without_blocking_the_loop(
     ticks = await _ticks_while(task)
     assert (await task) is not None  # it read after the other committed
     assert ticks >= 10
+
+
+def test_the_write_lock_is_shared_by_the_event_loops_of_the_process(tmp_path: Path, monkeypatch) -> None:
+    """`chatops serve` writes from two event loops (bot.background): they queue on one lock,
+    the urgent write first, and none of them meets SQLite's busy lock."""
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    busy: list[str] = []
+    is_busy = engine._is_busy
+    monkeypatch.setattr(engine, "_is_busy", lambda e: busy.append(str(e)) or is_busy(e))
+    holding, release = threading.Event(), threading.Event()
+    order: list[str] = []
+
+    async def other_loop() -> None:
+        db = Database(url)
+        try:
+            async with db.write() as session:
+                session.add(Meta(key="other", value="x"))
+                await session.flush()
+                holding.set()
+                await asyncio.to_thread(release.wait, 30)
+        finally:
+            await db.dispose()
+
+    async def here() -> None:
+        db = Database(url)
+        await db.migrate()
+        other = threading.Thread(target=asyncio.run, args=(other_loop(),))
+        other.start()
+        try:
+            assert await asyncio.to_thread(holding.wait, 30)
+
+            async def write(name: str, urgent: bool) -> None:
+                async with db.write(urgent=urgent) as session:
+                    session.add(Meta(key=name, value="x"))
+                    order.append(name)
+
+            queued = [asyncio.create_task(write(f"worker{i}", False)) for i in range(2)]
+            await wait_until(lambda: len(db._lock._normal) == 2)  # type: ignore[union-attr]
+            queued.append(asyncio.create_task(write("intake", True)))
+            await wait_until(lambda: len(db._lock._urgent) == 1)  # type: ignore[union-attr]
+            release.set()
+            await asyncio.wait_for(asyncio.gather(*queued), 30)
+        finally:
+            release.set()
+            await asyncio.to_thread(other.join, 30)
+        async with db.read() as session:
+            assert all([await session.get(Meta, k) for k in ("other", "intake", "worker0", "worker1")])
+        await db.dispose()
+
+    asyncio.run(here())
+    assert order == ["intake", "worker0", "worker1"]
+    assert busy == []  # the lock, not SQLite, made them wait

@@ -96,6 +96,28 @@ def ack_trace() -> None:
     atexit.register(dump)
 
 
+@patch
+def one_loop() -> None:
+    """The design before issue 18: the runs on the intake's event loop (for before/after)."""
+    from bot import runner
+
+    original = runner.Server.__init__
+
+    def init(self: Any, *args: Any, **kwargs: Any) -> None:
+        kwargs["runs_thread"] = False
+        original(self, *args, **kwargs)
+
+    runner.Server.__init__ = init  # type: ignore[method-assign]
+
+
+@patch
+def switch_interval() -> None:
+    """The runs' thread's switch interval from $BENCH_SWITCH_INTERVAL (seconds), to choose it."""
+    from bot import background
+
+    background.ACK_SWITCH_INTERVAL = float(os.environ["BENCH_SWITCH_INTERVAL"])
+
+
 def apply(names: str | None = None) -> list[str]:
     """Apply the named patches (comma-separated; default: $BENCH_PATCHES). Returns their names."""
     chosen = [

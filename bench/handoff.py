@@ -207,6 +207,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         await services.close()
     runs = checked["runs"] or 1
     methods = Counter(c["method"] for c in calls)
+    agent_of = {channel: agent for agent, channel in CHANNELS.items()}
+    channels = [c.get("channel") or c.get("channel_id") or "" for c in calls]  # setStatus: channel_id
+    agents = [agent_of.get(channel, "a" if channel else "-") for channel in channels]
+    by_agent = Counter(agents)
+    by_agent_method = Counter(f"{agent} {c['method']}" for agent, c in zip(agents, calls, strict=True))
     return {
         "url": url.split("@")[-1],
         "cases": n,
@@ -222,6 +227,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         "slack_calls_per_case": len(calls) / n,
         "slack_errors": sum(1 for c in calls if c.get("error")),
         "slack_methods": dict(methods.most_common()),
+        "slack_calls_by_agent": dict(sorted(by_agent.items())),
+        "slack_calls_by_agent_method": dict(sorted(by_agent_method.items())),
         "model_requests": stats1["requests"] - stats0["requests"],
         "model_max_in_flight": stats1["max_in_flight"],
         "rss_before": before,
@@ -287,6 +294,22 @@ def main() -> None:
             "Slack Web API calls per case, by method",
             ["method", "calls per case"],
             [[m, f"{c / r['cases']:.2f}"] for m, c in r["slack_methods"].items()],
+        )
+    )
+    steps = {agent: len(expected) for agent, expected in EXPECTED_STEPS.items()}
+    emit(
+        table(
+            "Slack Web API calls per run, by agent (from the channel each call names)",
+            ["agent", "steps per run", "calls per run", "steps + 4"],
+            [
+                [
+                    agent,
+                    steps.get(agent, "-"),
+                    f"{n / r['cases']:.2f}",
+                    steps[agent] + 4 if agent in steps else "-",
+                ]
+                for agent, n in r["slack_calls_by_agent"].items()
+            ],
         )
     )
     for problem in r["problems"]:

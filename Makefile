@@ -98,3 +98,4 @@ bench: venv
 	$(BIN)/python bench/slack_economy.py
 	$(BIN)/python bench/growth.py
 	$(BIN)/python bench/scale_out.py
+	$(BIN)/python bench/handoff.py

@@ -269,7 +269,9 @@ class FakeSlackProcess(Child):
 class ModelProcess(Child):
     """bench/model_server.py: an OpenAI-compatible model on loopback, one turn per request."""
 
-    def __init__(self, *, delay: float, turns: int, tool: str = "noop", args: str = "{}") -> None:
+    def __init__(
+        self, *, delay: float, turns: int, tool: str = "noop", args: str = "{}", handoffs: bool = False
+    ) -> None:
         argv = [
             PYTHON,
             str(BENCH / "model_server.py"),
@@ -277,6 +279,7 @@ class ModelProcess(Child):
             f"--turns={turns}",
             f"--tool={tool}",
             f"--args={args}",
+            *(["--handoffs"] if handoffs else []),
         ]
         super().__init__("model", argv)
         self.port = int(self.read_line("PORT "))

@@ -7,7 +7,7 @@ with a backlog of 1024 answers, and every call is logged with the time it arrive
 the Slack-economy benchmark.
 
 Prints `PORT <n>` when listening; stops on SIGTERM.
-  GET  /_bench/log    every call: {t, method, channel, ts, thread_ts, timestamp, user}
+  GET  /_bench/log    every call: {t, method, channel, channel_id, ts, thread_ts, timestamp, user}
   POST /_bench/reset  forget the calls (the workspace's messages stay)
 """
 
@@ -23,7 +23,7 @@ from _common import USERS
 from aiohttp import web
 from fakes.slack_api import FakeSlack
 
-KEYS = ("channel", "ts", "thread_ts", "timestamp", "user", "name")
+KEYS = ("channel", "channel_id", "ts", "thread_ts", "timestamp", "user", "name")
 
 
 def build(fake: FakeSlack, log: list[dict[str, Any]]) -> web.Application:

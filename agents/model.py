@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import openai
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, DefaultAioHttpClient
 from openai.types.chat import ChatCompletion
 
 from agents.conversation import TurnContext
@@ -244,5 +244,16 @@ def _retry_note(turn: Turn, finish: str, limit: int) -> str | None:
 
 
 def make_client(*, api_key: str, base_url: str | None, timeout: float) -> AsyncOpenAI:
-    """The client, without retries of its own: OpenAIPlanner decides what is worth trying again."""
-    return AsyncOpenAI(api_key=api_key, base_url=base_url, timeout=timeout, max_retries=0)
+    """The client, without retries of its own: OpenAIPlanner decides what is worth trying again.
+
+    On the SDK's aiohttp transport (`DefaultAioHttpClient`): its default HTTP stack walks its
+    whole connection pool for every request and every release, which cost a fifth of a run's
+    CPU with hundreds of runs at once (docs/benchmarks.md, issue 18).
+    """
+    return AsyncOpenAI(
+        api_key=api_key,
+        base_url=base_url,
+        timeout=timeout,
+        max_retries=0,
+        http_client=DefaultAioHttpClient(timeout=timeout),
+    )

@@ -25,6 +25,7 @@ from __future__ import annotations
 import random
 from collections.abc import Mapping
 
+import aiohttp
 import openai
 
 from agents.errors import ModelError
@@ -56,11 +57,22 @@ def is_crash(e: Exception) -> bool:
     )
 
 
+def _refused(e: BaseException) -> bool:
+    """The connection was never made (refused, no route, no such host): the SDK's aiohttp
+    transport reports it as a connect timeout, whose cause says what it was."""
+    seen: BaseException | None = e
+    while seen is not None:
+        if isinstance(seen, aiohttp.ClientConnectorError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
 def judge(e: openai.OpenAIError, *, model: str, crashes: int) -> ModelError:
     """The ModelError for a failed call; `transient` when it is an outage to try again later.
 
     `crashes`: how many times this request has crashed the server so far, this time included."""
-    if isinstance(e, openai.APITimeoutError):
+    if isinstance(e, openai.APITimeoutError) and not _refused(e):
         return ModelError("the model did not answer in time", transient=True)
     if isinstance(e, openai.APIConnectionError):
         return ModelError("could not reach the model server", transient=True)

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import io
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ from typing import Any
 import pytest
 from fakes import FakeModel, FakeSlack, SlackSender, wait_until
 from mcp_servers import WidgetFiles
+from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
 from agents import tracing
@@ -49,12 +51,50 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     tracing.shutdown()  # a test that turned traces on leaves them off for the next
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to the newest revision, made once per session (per xdist
+    worker). Migrating from nothing takes ~0.2 s of CPU and hundreds of tests need a migrated
+    database; a copy of this one (`copy_database`) takes a millisecond and is the same file."""
+    path = tmp_path_factory.mktemp("migrated") / "chatops.db"
+
+    async def migrate() -> None:
+        database = Database(f"sqlite:///{path}", pooled=False)
+        try:
+            await database.migrate()
+        finally:
+            await database.dispose()
+
+    asyncio.run(migrate())
+    return path
+
+
+def copy_database(template: Path, target: Path) -> None:
+    """A copy of the SQLite database `template` at `target` (which must not exist yet), made
+    with SQLite's backup API: consistent whatever the template's WAL holds."""
+    assert not target.exists(), f"{target} exists already"
+    source, copy = sqlite3.connect(template), sqlite3.connect(target)
+    try:
+        source.backup(copy)
+    finally:
+        copy.close()
+        source.close()
+
+
+def _seed_sqlite(url: str, template: Path) -> None:
+    """A SQLite database file that does not exist yet starts as a copy of `template`."""
+    database = make_url(url)
+    file = Path(database.database or "")
+    if database.get_backend_name() == "sqlite" and file.parent.is_dir() and not file.exists():
+        copy_database(template, file)
+
+
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
+async def db(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Database]:
     """A real, migrated SQLite database file for one test (tests/storage/test_postgres.py
-    has its own, on PostgreSQL)."""
+    has its own, on PostgreSQL): a copy of the session's migrated one."""
+    copy_database(migrated_sqlite, tmp_path / "chatops.db")
     database = Database(f"sqlite:///{tmp_path / 'chatops.db'}")
-    await database.migrate()
     try:
         yield database
     finally:
@@ -185,7 +225,7 @@ StartDesk = Callable[..., Awaitable[Desk]]
 
 @pytest.fixture
 async def start_desk(
-    request: pytest.FixtureRequest, fake_slack: FakeSlack, tmp_path: Path
+    request: pytest.FixtureRequest, fake_slack: FakeSlack, tmp_path: Path, migrated_sqlite: Path
 ) -> AsyncIterator[StartDesk]:
     """Start `chatops serve` in-process on 127.0.0.1:<free port>.
 
@@ -220,6 +260,7 @@ async def start_desk(
             fake = request.getfixturevalue("fake_model")
             fields.update(openai_api_key="sk-test", openai_base_url=fake.url, chatops_model="fake-model")
         fields.update(overrides)
+        _seed_sqlite(fields["database_url"], migrated_sqlite)
         migrated = Database(fields["database_url"], pooled=False)
         try:
             await migrated.migrate()  # the release step (`chatops migrate`), before the process starts

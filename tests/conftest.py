@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import io
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 from fakes import FakeModel, FakeSlack, SlackSender, wait_until
 from mcp_servers import WidgetFiles
-from sqlalchemy.engine import make_url
+from migrated import copy_database, migrate_now, seed_sqlite
 from sqlmodel import col, select
 
 from agents import tracing
@@ -54,39 +53,10 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
 @pytest.fixture(scope="session")
 def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A SQLite database migrated to the newest revision, made once per session (per xdist
-    worker). Migrating from nothing takes ~0.2 s of CPU and hundreds of tests need a migrated
-    database; a copy of this one (`copy_database`) takes a millisecond and is the same file."""
+    worker), for tests to copy (tests/migrated.py says why)."""
     path = tmp_path_factory.mktemp("migrated") / "chatops.db"
-
-    async def migrate() -> None:
-        database = Database(f"sqlite:///{path}", pooled=False)
-        try:
-            await database.migrate()
-        finally:
-            await database.dispose()
-
-    asyncio.run(migrate())
+    migrate_now(f"sqlite:///{path}")
     return path
-
-
-def copy_database(template: Path, target: Path) -> None:
-    """A copy of the SQLite database `template` at `target` (which must not exist yet), made
-    with SQLite's backup API: consistent whatever the template's WAL holds."""
-    assert not target.exists(), f"{target} exists already"
-    source, copy = sqlite3.connect(template), sqlite3.connect(target)
-    try:
-        source.backup(copy)
-    finally:
-        copy.close()
-        source.close()
-
-
-def _seed_sqlite(url: str, template: Path) -> None:
-    """A SQLite database file that does not exist yet starts as a copy of `template`."""
-    database = make_url(url)
-    file = Path(database.database or "")
-    if database.get_backend_name() == "sqlite" and file.parent.is_dir() and not file.exists():
-        copy_database(template, file)
 
 
 @pytest.fixture
@@ -260,7 +230,7 @@ async def start_desk(
             fake = request.getfixturevalue("fake_model")
             fields.update(openai_api_key="sk-test", openai_base_url=fake.url, chatops_model="fake-model")
         fields.update(overrides)
-        _seed_sqlite(fields["database_url"], migrated_sqlite)
+        seed_sqlite(fields["database_url"], migrated_sqlite)  # a new file starts migrated
         migrated = Database(fields["database_url"], pooled=False)
         try:
             await migrated.migrate()  # the release step (`chatops migrate`), before the process starts

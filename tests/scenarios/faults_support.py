@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -351,8 +351,9 @@ def libpq(url: str) -> str:
 
 @contextlib.asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
-    """A database of its own on the test cluster (so nothing else's rows are in the way), dropped
-    afterwards with whatever is still connected to it. Yields its SQLAlchemy URL."""
+    """A database of its own on the test cluster (so nothing else's rows are in the way, not
+    even those of a test running beside it under xdist), dropped afterwards with whatever is
+    still connected to it. Yields its SQLAlchemy URL."""
     base = postgres_url()
     name = f"chatops_faults_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(libpq(base), autocommit=True) as admin:
@@ -363,6 +364,20 @@ async def fresh_database() -> AsyncIterator[str]:
     finally:
         async with await psycopg.AsyncConnection.connect(libpq(base), autocommit=True) as admin:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def fresh_database_sync() -> Iterator[str]:
+    """`fresh_database` for synchronous code (a module-scoped fixture)."""
+    base = postgres_url()
+    name = f"chatops_faults_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(libpq(base), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(libpq(base), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- time ------------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ import contextlib
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,7 +25,7 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
-from fakes import FakeModel, FakeSlack, SlackSender, wait_until
+from fakes import FakeModel, FakeSlack, SlackSender, free_port, wait_until
 from migrated import migrate_now, seed_sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import col, select
@@ -45,12 +44,6 @@ def chatops_command() -> list[str]:
     """The installed console script, next to this interpreter (the project's .venv)."""
     script = Path(sys.executable).with_name("chatops")
     return [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sqlite_url(path: Path) -> str:

@@ -3,6 +3,7 @@
 #   make run                  start chatops (the local console when no Slack credentials are set)
 #   make test                 run the test suite against SQLite and a throwaway PostgreSQL
 #   make test PYTEST_ARGS=... pass arguments to pytest (e.g. PYTEST_ARGS="tests/storage -x")
+#   make test TEST_WORKERS=1  run the tests in one process (default: one per core, at most 4)
 #   make lint                 ruff check, ruff format --check, mypy
 #   make lock                 update requirements.lock after changing dependencies in pyproject.toml
 #   make lock UPGRADE=1       the same, moving every pin to its newest allowed version
@@ -17,6 +18,10 @@ LOCK := requirements.lock
 # Touched after a successful install: the venv is rebuilt when pyproject.toml or the lock changes.
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
+# pytest-xdist workers: one per core, at most 4 (the tests wait on processes and sockets as
+# much as they compute, but many more workers than cores would only make each one slower).
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); echo $$(( n > 4 ? 4 : n )))
+PYTEST := $(BIN)/pytest -q $(if $(filter-out 0 1,$(TEST_WORKERS)),-n $(TEST_WORKERS))
 # Through bash, so a checkout that lost the executable bit still works.
 PG := bash scripts/postgres.sh
 PIP := PYTHONWARNINGS=ignore $(BIN)/python -m pip --disable-pip-version-check
@@ -65,13 +70,13 @@ run: venv
 test: venv
 	@if [ -n "$${CHATOPS_TEST_POSTGRES_URL:-}" ]; then \
 	    echo "==> PostgreSQL from the environment: $$CHATOPS_TEST_POSTGRES_URL"; \
-	    exec $(BIN)/pytest -q $(PYTEST_ARGS); \
+	    exec $(PYTEST) $(PYTEST_ARGS); \
 	fi; \
 	$(PG) status || trap '$(PG) stop' EXIT; \
 	$(PG) start || exit 1; \
 	export CHATOPS_TEST_POSTGRES_URL="$$($(PG) url)"; \
 	echo "==> CHATOPS_TEST_POSTGRES_URL=$$CHATOPS_TEST_POSTGRES_URL"; \
-	$(BIN)/pytest -q $(PYTEST_ARGS)
+	$(PYTEST) $(PYTEST_ARGS)
 
 # Runs all three checks and fails if any of them failed.
 lint: venv

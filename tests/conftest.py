@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from fakes import FakeModel, FakeSlack, SlackSender, wait_until
 from mcp_servers import WidgetFiles
+from migrated import copy_database, migrate_now, seed_sqlite
 from sqlmodel import col, select
 
 from agents import tracing
@@ -49,12 +50,21 @@ def clean_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterat
     tracing.shutdown()  # a test that turned traces on leaves them off for the next
 
 
+@pytest.fixture(scope="session")
+def migrated_sqlite(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A SQLite database migrated to the newest revision, made once per session (per xdist
+    worker), for tests to copy (tests/migrated.py says why)."""
+    path = tmp_path_factory.mktemp("migrated") / "chatops.db"
+    migrate_now(f"sqlite:///{path}")
+    return path
+
+
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
+async def db(tmp_path: Path, migrated_sqlite: Path) -> AsyncIterator[Database]:
     """A real, migrated SQLite database file for one test (tests/storage/test_postgres.py
-    has its own, on PostgreSQL)."""
+    has its own, on PostgreSQL): a copy of the session's migrated one."""
+    copy_database(migrated_sqlite, tmp_path / "chatops.db")
     database = Database(f"sqlite:///{tmp_path / 'chatops.db'}")
-    await database.migrate()
     try:
         yield database
     finally:
@@ -185,7 +195,7 @@ StartDesk = Callable[..., Awaitable[Desk]]
 
 @pytest.fixture
 async def start_desk(
-    request: pytest.FixtureRequest, fake_slack: FakeSlack, tmp_path: Path
+    request: pytest.FixtureRequest, fake_slack: FakeSlack, tmp_path: Path, migrated_sqlite: Path
 ) -> AsyncIterator[StartDesk]:
     """Start `chatops serve` in-process on 127.0.0.1:<free port>.
 
@@ -228,6 +238,7 @@ async def start_desk(
             fake = request.getfixturevalue("fake_model")
             fields.update(openai_api_key="sk-test", openai_base_url=fake.url, chatops_model="fake-model")
         fields.update(overrides)
+        seed_sqlite(fields["database_url"], migrated_sqlite)  # a new file starts migrated
         migrated = Database(fields["database_url"], pooled=False)
         try:
             await migrated.migrate()  # the release step (`chatops migrate`), before the process starts

@@ -10,7 +10,6 @@ import contextlib
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 from importlib import metadata
@@ -18,7 +17,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from fakes import FakeSlack, wait_until
+from fakes import FakeSlack, free_port, wait_until
 
 from bot.cli import DESCRIPTIONS
 
@@ -171,15 +170,9 @@ def test_commands_that_finish_print_no_warning(args: list[str]) -> None:
     assert "warning" not in result.stderr.lower() and "Traceback" not in result.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_serve_starts_without_a_warning(fake_slack: FakeSlack, tmp_path: Path) -> None:
     """bolt warned that `client` wins over SLACK_BOT_TOKEN at every start: gone."""
-    port = _free_port()
+    port = free_port()
     env = _environment(
         SLACK_BOT_TOKEN="xoxb-cli",
         SLACK_SIGNING_SECRET="cli-signing-secret",
@@ -213,7 +206,7 @@ async def test_run_with_the_apps_credentials_serves_the_install_link_without_a_w
 ) -> None:
     """SLACK_CLIENT_ID and SLACK_CLIENT_SECRET: `chatops run` migrates, says so in one line, and
     serves /slack/install (a redirect to Slack's authorize page) beside /slack/events."""
-    port = _free_port()
+    port = free_port()
     env = _environment(
         SLACK_CLIENT_ID="1111.2222",
         SLACK_CLIENT_SECRET="cli-client-secret",

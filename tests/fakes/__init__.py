@@ -3,8 +3,9 @@ that drive them. Nothing in chatops is faked: the code under test talks real HTT
 """
 
 from fakes.model import FakeModel
+from fakes.ports import free_port
 from fakes.slack_api import FakeSlack
 from fakes.slack_events import SlackSender
 from fakes.waiting import wait_until
 
-__all__ = ["FakeModel", "FakeSlack", "SlackSender", "wait_until"]
+__all__ = ["FakeModel", "FakeSlack", "SlackSender", "free_port", "wait_until"]

@@ -17,6 +17,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from fakes import free_port
+
 WIDGETS = Path(__file__).with_name("widgets.py")
 START_LIMIT = 20.0  # seconds an HTTP server may take to listen (importing the SDK is slow)
 
@@ -66,12 +68,6 @@ WIDGETS_FILE = "{{{{ env.WIDGETS_FILE }}}}"
 WIDGETS_LOG = "{{{{ env.WIDGETS_LOG }}}}"
 WIDGETS_GATE = "{{{{ env.WIDGETS_GATE }}}}"
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class HttpWidgets:

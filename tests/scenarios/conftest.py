@@ -11,8 +11,8 @@ from scenarios.faults_support import Processes, fresh_database
 
 
 @pytest.fixture
-def processes(tmp_path: Path) -> Iterator[Processes]:
-    with Processes(tmp_path) as procs:
+def processes(tmp_path: Path, migrated_sqlite: Path) -> Iterator[Processes]:
+    with Processes(tmp_path, template=migrated_sqlite) as procs:
         yield procs
 
 

@@ -13,12 +13,11 @@ import contextlib
 import os
 import shlex
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,8 @@ from typing import Any
 import aiohttp
 import psycopg
 import pytest
-from fakes import FakeModel, FakeSlack, SlackSender, wait_until
+from fakes import FakeModel, FakeSlack, SlackSender, free_port, wait_until
+from migrated import migrate_now, seed_sqlite
 from sqlalchemy.engine import make_url
 from sqlmodel import col, select
 
@@ -44,12 +44,6 @@ def chatops_command() -> list[str]:
     """The installed console script, next to this interpreter (the project's .venv)."""
     script = Path(sys.executable).with_name("chatops")
     return [str(script)] if script.exists() else [sys.executable, "-m", "bot"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sqlite_url(path: Path) -> str:
@@ -183,11 +177,13 @@ class ChatopsProcess:
 class Processes:
     """Starts `chatops` processes for one test and leaves none behind."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, *, template: Path | None = None) -> None:
         self.home = home
+        self.template = template
+        """A migrated SQLite database that a new SQLite database starts as a copy of."""
         self.started: list[ChatopsProcess] = []
         self.migrated: set[str] = set()
-        """Databases `chatops migrate` already ran on."""
+        """Databases the release step already ran on."""
         self.groups: list[int] = []
         """Process groups a test found orphaned (commands a killed process had started)."""
 
@@ -215,13 +211,17 @@ class Processes:
         raise AssertionError("unreachable")
 
     def migrate(self, env: dict[str, str]) -> None:
-        """`chatops migrate`, once per database, before a process uses it (the Procfile's release
-        step): `serve` and `worker` refuse a database behind the newest schema revision."""
+        """The release step, once per database, before a process uses it: `serve` and `worker`
+        refuse a database behind the newest schema revision. What `chatops migrate` does, done
+        in this process (a `chatops` process costs ~2 s of CPU to start; the command itself is
+        tested in test_migrate_command.py), a new SQLite file starting as a copy of `template`."""
         url = env.get("DATABASE_URL", "")
+        assert url, "a chatops process here is given its DATABASE_URL (environment())"
         if url in self.migrated:
             return
-        done = self.run("migrate", env=env, migrate=False)
-        assert done.returncode == 0, f"chatops migrate failed:\n{done.stdout}{done.stderr}"
+        if self.template is not None:
+            seed_sqlite(url, self.template)
+        migrate_now(url)
         self.migrated.add(url)
 
     def run(
@@ -344,8 +344,9 @@ def libpq(url: str) -> str:
 
 @contextlib.asynccontextmanager
 async def fresh_database() -> AsyncIterator[str]:
-    """A database of its own on the test cluster (so nothing else's rows are in the way), dropped
-    afterwards with whatever is still connected to it. Yields its SQLAlchemy URL."""
+    """A database of its own on the test cluster (so nothing else's rows are in the way, not
+    even those of a test running beside it under xdist), dropped afterwards with whatever is
+    still connected to it. Yields its SQLAlchemy URL."""
     base = postgres_url()
     name = f"chatops_faults_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(libpq(base), autocommit=True) as admin:
@@ -356,6 +357,20 @@ async def fresh_database() -> AsyncIterator[str]:
     finally:
         async with await psycopg.AsyncConnection.connect(libpq(base), autocommit=True) as admin:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@contextlib.contextmanager
+def fresh_database_sync() -> Iterator[str]:
+    """`fresh_database` for synchronous code (a module-scoped fixture)."""
+    base = postgres_url()
+    name = f"chatops_faults_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(libpq(base), autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(base).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with psycopg.connect(libpq(base), autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 # --- time ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ With on_failure = "keep", what was done stays done.
 
 from __future__ import annotations
 
+from agents import loop
 from scenarios.control_support import actions_of, ask, compensations_of, config, lines, say, undone
 from storage.models import RunStatus, StepStatus
 
@@ -83,7 +84,9 @@ async def test_with_on_failure_keep_nothing_is_reversed(start_desk, tmp_path):
     assert lines(notes) == [] and await desk.tickets() == [] and reply.deleted
 
 
-async def test_a_run_the_model_server_gives_up_on_is_rolled_back(start_desk, tmp_path):
+async def test_a_run_the_model_server_gives_up_on_is_rolled_back(start_desk, tmp_path, monkeypatch):
+    # The run tries the failing model again after a pause (5 s first): not what this test is about.
+    monkeypatch.setattr(loop, "MODEL_RETRY_FIRST", 0.05)
     notes = tmp_path / "notes.txt"
     desk = await start_desk(config(notes), model=True, chatops_model_retries=0)
     desk.model.call("append_line", {"line": "half of the work"})

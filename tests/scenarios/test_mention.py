@@ -139,7 +139,7 @@ async def test_status_edits_are_coalesced_to_respect_slacks_rate_limits(start_de
     mention = ev.app_mention("<@UBOT> create eight tickets")
     await desk.send.event(mention)
 
-    run = await desk.only_run()
+    run = await desk.only_run(timeout=30)  # the final edit alone waits out the 5 s interval
     assert run.status == RunStatus.succeeded
     status = slack.thread("C1", mention["event"]["ts"])[0]
     # 17 journaled steps, but far fewer edits: progress is coalesced to one per interval.

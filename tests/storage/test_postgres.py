@@ -1,8 +1,9 @@
 """Storage on a real PostgreSQL: intake dedupe, leases under competing workers, timestamps.
 
-The database comes from CHATOPS_TEST_POSTGRES_URL (`make test` starts a throwaway cluster
-and sets it). Without it these tests are skipped, except under CI (CI=true), where a
-missing database is a failure: CI must never pass by skipping them.
+The database is one of this module's own on the cluster CHATOPS_TEST_POSTGRES_URL names
+(`make test` starts a throwaway cluster and sets it). Without it these tests are skipped,
+except under CI (CI=true), where a missing database is a failure: CI must never pass by
+skipping them.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from fakes import wait_until
+from scenarios.faults_support import fresh_database_sync
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -37,15 +39,12 @@ LEASE = timedelta(seconds=30)
 
 
 @pytest.fixture(scope="module")
-def pg_url() -> str:
-    url = os.environ.get("CHATOPS_TEST_POSTGRES_URL", "")
-    if not url:
-        if os.environ.get("CI") == "true":
-            pytest.fail("CI=true but CHATOPS_TEST_POSTGRES_URL is unset: run the suite with `make test`")
-        pytest.skip("CHATOPS_TEST_POSTGRES_URL is unset (`make test` sets it)")
-    if make_url(url).get_backend_name() != "postgresql":
-        pytest.fail(f"CHATOPS_TEST_POSTGRES_URL is not a PostgreSQL URL: {url}")
-    return url
+def pg_url() -> Iterator[str]:
+    """A database of this module's own on the test cluster, dropped afterwards: the tables it
+    drops and empties are no one else's (under xdist, this module's tests may run in two
+    workers at once, each with its own)."""
+    with fresh_database_sync() as url:
+        yield url
 
 
 async def table_names(conn: AsyncConnection) -> list[str]:

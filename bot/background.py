@@ -76,6 +76,7 @@ class RunsThread:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.error: BaseException | None = None
         self._started = threading.Event()
+        self._stop_asked = threading.Event()  # stop() may come while the services are built
         self._stopping: asyncio.Event | None = None
         self._thread = threading.Thread(target=self._main, name="chatops-runs", daemon=True)
 
@@ -105,6 +106,7 @@ class RunsThread:
 
     async def stop(self) -> None:
         """Stop the runs gracefully (as `work` does) and close their services."""
+        self._stop_asked.set()
         loop, stopping = self.loop, self._stopping
         if loop is not None and stopping is not None:
             with contextlib.suppress(RuntimeError):
@@ -127,6 +129,8 @@ class RunsThread:
         try:
             self.services = services
             self.loop = asyncio.get_running_loop()
+            if self._stop_asked.is_set():  # asked while the services were built
+                self._stopping.set()
             running = asyncio.create_task(work(services, workers=self._workers, scheduler=self._scheduler))
             self._started.set()
             stopping = asyncio.create_task(self._stopping.wait())

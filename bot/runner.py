@@ -171,13 +171,6 @@ class Server:
     async def start(self) -> None:
         """Raises SchemaOutOfDate (before listening) when the database needs `chatops migrate`."""
         await _prepare(self.services.db, migrate=self.migrate)
-        if self.runs is not None:
-            runs = await self.runs.start()
-            assert self.runs.loop is not None
-            self.services.presenter.forward_to(runs.presenter, self.runs.loop)
-            self.services.intake.on_queued = self.runs.wake
-            self.services.controls.wake = self.runs.wake
-            share_the_interpreter()
         secret = self.settings.slack_signing_secret
         app = build_web_app(
             self.services,
@@ -196,6 +189,15 @@ class Server:
             self.port = server.sockets[0].getsockname()[1]
         log.info("listening on %s:%s (POST /slack/events, GET /healthz)", self.host, self.port)
         if self.runs is not None:
+            # Started once listening, as the workers on one loop are: a run (a poisoned one
+            # among them) is not taken before the process can say it is up.
+            runs = await self.runs.start()
+            assert self.runs.loop is not None
+            self.services.presenter.forward_to(runs.presenter, self.runs.loop)
+            self.services.intake.on_queued = self.runs.wake
+            self.services.controls.wake = self.runs.wake
+            self.runs.wake()  # for what was queued before the wiring
+            share_the_interpreter()
             self._background = asyncio.create_task(self.runs.finished())
         else:
             self._background = asyncio.create_task(
@@ -261,6 +263,9 @@ async def serve(
     except SchemaOutOfDate as e:
         await server.services.close()
         return _refuse(e)
+    except BaseException:  # stopped (SIGTERM) or failed while starting: stop what did start
+        await asyncio.shield(server.stop())
+        raise
     settle_memory()
     try:
         await server.wait()

@@ -52,7 +52,7 @@ async def test_a_mention_is_acked_at_once_and_the_run_reports_in_its_thread(star
     assert {c.params["ts"] for c in slack.calls_to("chat.update")} == {status_msg.ts}
 
     # The outcome says what was done and offers Undo.
-    assert outcome.text == "I created ticket #1 for the login bug."
+    assert outcome.block("markdown")["text"] == "I created ticket #1 for the login bug."
     assert "created ticket #1" in outcome.shown()
     assert "chatops_undo" in outcome.action_ids()
     await wait_until(lambda: "white_check_mark" in slack.reactions_on("C1", ts))

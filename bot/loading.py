@@ -2,8 +2,10 @@
 loading messages), "is running restart_service…" while an action runs (Slack's
 assistant.threads.setStatus, which needs only chat:write).
 
-At most one call per change: a step whose status is already shown costs nothing, and changes
-that come faster than Slack answers are coalesced (only the latest is sent, in order). Slack
+At most one call per change, and at most one per `pace` (a second) in a thread: a step whose
+status is already shown costs nothing, and changes that come sooner are coalesced (only the
+latest is sent, in order; a step over before its turn is not shown). The first status of a
+run goes at once. Without the pace, a run of quick steps made a call per step. Slack
 drops a status after two minutes without a reply, so a long step's status is sent again every
 `refresh` seconds. The outcome reply clears it (Slack clears the status when the app replies in
 the thread); a run that stops to wait clears it with an empty status. Best effort throughout: a
@@ -32,6 +34,9 @@ LOADING_MESSAGES = [
 """Rotated by Slack while the model is asked (at most 10)."""
 REFRESH = 90.0
 """Seconds after which a status still wanted is sent again (Slack drops it after 120)."""
+PACE = 1.0
+"""Seconds at least between two statuses of a thread: one shown for less is hardly read, and
+each is a Web API call."""
 
 Where = tuple[str, str]
 """(channel, thread_ts) of a run's thread."""
@@ -46,6 +51,10 @@ class _Thread:
     """The status last sent (None: nothing sent, or due to be sent again)."""
     sender: asyncio.Task[None] | None = None
     refresh: asyncio.TimerHandle | None = None
+    last: float | None = None
+    """When the last status was sent (the loop's clock)."""
+    pacing: bool = False
+    """The sender waits out the pace (nothing on its way to Slack: it may be cancelled)."""
     done: bool = False
     """The run replied or stopped: nothing more is sent."""
 
@@ -57,6 +66,7 @@ class LoadingStatus:
         locate: Callable[[int], Awaitable[Where | None]],
         *,
         refresh: float = REFRESH,
+        pace: float = PACE,
         enabled: bool = True,
         surface_of: Callable[[int], Surface] | None = None,
     ) -> None:
@@ -66,6 +76,7 @@ class LoadingStatus:
         self.locate = locate
         """The run's thread, loaded when this process has not shown the run yet (None: no thread)."""
         self.refresh = refresh
+        self.pace = pace
         self.enabled = enabled
         self._threads: dict[int, _Thread] = {}
 
@@ -108,7 +119,9 @@ class LoadingStatus:
         thread.done = True
         if thread.refresh is not None:
             thread.refresh.cancel()
-        if thread.sender is not None:
+        if thread.sender is not None and thread.pacing:
+            thread.sender.cancel()  # a status waiting out the pace is not sent
+        elif thread.sender is not None:
             await asyncio.gather(thread.sender, return_exceptions=True)
         return thread.where if thread.shown else None
 
@@ -135,12 +148,22 @@ class LoadingStatus:
                     thread.done = True
                     return
             while not thread.done and thread.wanted != thread.shown:
+                if thread.last is not None:
+                    wait = thread.last + self.pace - asyncio.get_running_loop().time()
+                    if wait > 0:
+                        thread.pacing = True
+                        try:
+                            await asyncio.sleep(wait)
+                        finally:
+                            thread.pacing = False
+                        continue  # the step may have changed meanwhile
                 status = thread.wanted
                 if thread.refresh is not None:
                     thread.refresh.cancel()
                     thread.refresh = None
                 await self._set(run_id, thread.where, status)
                 thread.shown = status
+                thread.last = asyncio.get_running_loop().time()
                 if status and self.refresh > 0:
                     thread.refresh = asyncio.get_running_loop().call_later(
                         self.refresh, self._stale, run_id, thread

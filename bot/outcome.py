@@ -6,9 +6,11 @@ answer from a language model is streamed into the reply (slack_sdk's `chat_strea
 chat.startStream, appendStream, stopStream), the rest attached when the stream stops. The
 answer is whole by then (the planner returns a turn at once), so streaming changes how it
 appears, not when: it is fed in as the model wrote it, line by line, and slack_sdk's buffer
-decides how many calls that takes. Where streaming fails before anything shows (an older
-workspace: `unknown_method`), the reply is posted whole as before; where it breaks halfway,
-the half-streamed reply is replaced by the whole one.
+decides how many calls that takes. An answer that fits in one piece (STREAM_BUFFER characters)
+would appear at once anyway, so it is posted whole, in one call instead of two. Where
+streaming fails before anything shows (an older workspace: `unknown_method`), the reply is
+posted whole as before; where it breaks halfway, the half-streamed reply is replaced by the
+whole one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import logging
 
 from bot.render import Message, render
 from bot.run_view import OFFLINE, RunView
-from bot.surface import StreamFailed, Surface
+from bot.surface import STREAM_BUFFER, StreamFailed, Surface
 
 log = logging.getLogger(__name__)
 
@@ -84,8 +86,10 @@ def answer_of(view: RunView) -> str:
 
 def streams(view: RunView) -> bool:
     """Whether the outcome's answer is streamed: a language model's (the offline planner's is
-    posted whole), when there is one."""
-    return view.run.planner not in (None, OFFLINE) and bool(answer_of(view))
+    posted whole), when it is longer than one piece of a stream (STREAM_BUFFER). A shorter one
+    would appear at once all the same, in two calls (chat.startStream and stopStream) where a
+    post takes one, so it is posted whole."""
+    return view.run.planner not in (None, OFFLINE) and len(answer_of(view)) > STREAM_BUFFER
 
 
 async def deliver(surface: Surface, view: RunView, message: Message, *, stream: bool) -> str:

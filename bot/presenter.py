@@ -85,6 +85,7 @@ class Presenter:
         self._last_edit: dict[int, float] = {}
         self._last_text: dict[int, str] = {}
         self._pending: dict[int, asyncio.Task[None]] = {}
+        self._nudges: dict[int, asyncio.Event] = {}  # progress while a refresh waits out the pace
         self._locks: defaultdict[int, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._background: set[asyncio.Task[None]] = set()
         self._announcing = asyncio.Semaphore(ANNOUNCING)
@@ -127,9 +128,26 @@ class Presenter:
         if self._forward is not None:
             return await self._there(self._forward[0].run_progressed(run_id))
         if run_id in self._pending:
+            nudge = self._nudges.get(run_id)
+            if nudge is not None:
+                nudge.set()  # it waits out the pace: the run may have stopped to wait
             return  # a refresh is already scheduled; it will render the latest state
-        wait = self._last_edit.get(run_id, 0.0) + self.edit_interval - time.monotonic()
-        self._pending[run_id] = asyncio.create_task(self._delayed_refresh(run_id, max(wait, 0.0)))
+        last = self._last_edit.get(run_id, 0.0)
+        wait = last + self.edit_interval - time.monotonic()
+        paced = last + self._progress_interval() - time.monotonic()
+        self._pending[run_id] = asyncio.create_task(
+            self._delayed_refresh(run_id, max(wait, 0.0), max(paced, 0.0))
+        )
+
+    def _progress_interval(self) -> float:
+        """How long a progress edit of a running run waits after the last post or edit:
+        `edit_interval`, and while the loading status shows what the run does, no less than its
+        pace (a second), so that a run of quick steps is not edited, and its status set, per
+        step. A run that stops to wait (its loading status cleared) and the final edit wait
+        only `edit_interval`."""
+        if self.loading.enabled:
+            return max(self.edit_interval, self.loading.pace)
+        return self.edit_interval
 
     async def run_finished(self, run_id: int) -> None:
         """Show the final state, then the outcome reply, without holding up the worker.
@@ -213,14 +231,27 @@ class Presenter:
         async with self._announcing:
             await self._safely(self._refresh(run_id, only_open=True))
 
-    async def _delayed_refresh(self, run_id: int, delay: float) -> None:
+    async def _delayed_refresh(self, run_id: int, delay: float, paced: float) -> None:
+        """Refresh after `delay`, or after `paced` if the run is still running then."""
         try:
             await asyncio.sleep(delay)
+            until = time.monotonic() + paced - delay
+            while until > time.monotonic() and await self._running(run_id):
+                nudge = self._nudges[run_id] = asyncio.Event()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(nudge.wait(), until - time.monotonic())
+            self._nudges.pop(run_id, None)
             self._pending.pop(run_id, None)
             await self._safely(self._refresh(run_id))
         finally:
-            if self._pending.get(run_id) is asyncio.current_task():
+            if self._pending.get(run_id) is asyncio.current_task():  # cancelled while it slept
                 self._pending.pop(run_id, None)
+                self._nudges.pop(run_id, None)
+
+    async def _running(self, run_id: int) -> bool:
+        async with self.db.read() as session:
+            run = await runs.get_run(session=session, run_id=run_id)
+        return run is not None and run.status == RunStatus.running
 
     async def _load(self, run_id: int) -> RunView | None:
         async with self.db.read() as session:

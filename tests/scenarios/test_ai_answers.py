@@ -104,8 +104,8 @@ async def test_where_slack_has_no_streaming_the_outcome_is_posted_whole_and_stre
     desk = await start_desk(model=True)
     slack, model = desk.slack, desk.model
     slack.refuse("chat.startStream", "unknown_method")  # an older workspace
-    model.answer("First: **nothing to do**.")
-    model.answer("Second: **still nothing**.")
+    model.answer("First: **nothing to do**.\n" + ANSWER)  # long enough to be streamed
+    model.answer("Second: **still nothing**.\n" + ANSWER)
     for n, text in enumerate(["look at the first thing", "look at the second thing"]):
         ts = await _ask(desk, text)
         run = await desk.finished((await wait_until(lambda ts=ts: _run_in(desk, ts))).id)

@@ -56,27 +56,27 @@ async def test_a_runs_thread_shows_what_each_step_does_and_the_outcome_clears_it
     await wait_until(lambda: slack.statuses_in("C1", ts) == [THINKING], message=lambda: slack.statuses)
     [thinking] = slack.statuses
     assert thinking["loading_messages"] == LOADING_MESSAGES  # rotated by Slack while it waits
-    model.answer("The **go** file is there: carrying on.", held=True)  # the second turn, held too
+    model.answer("The **go** file is there: carrying on.")
     model.release()
     await wait_until(
         lambda: slack.statuses_in("C1", ts) == [THINKING, RUNNING], message=lambda: slack.statuses
     )
     assert slack.statuses[-1]["loading_messages"] is None
     go.touch()  # the action ends; the model is asked again
-    await wait_until(
-        lambda: slack.statuses_in("C1", ts) == [THINKING, RUNNING, THINKING], message=lambda: slack.statuses
-    )
-    model.release()
 
     [run] = await desk.runs()
     run = await desk.finished(run.id)
     assert run.status == RunStatus.succeeded
     steps = await desk.steps(run.id)
-    # One status per step, none repeated, no explicit clear: the outcome reply clears it.
-    assert slack.statuses_in("C1", ts) == [THINKING, RUNNING, THINKING] and len(steps) == 3
+    # At most one status per step, none repeated, no explicit clear: the outcome reply clears
+    # it. The last turn, quicker than the pace (a second after the last status), shows none.
+    shown = slack.statuses_in("C1", ts)
+    assert shown in ([THINKING, RUNNING], [THINKING, RUNNING, THINKING]) and len(steps) == 3, shown
     # Set after the status message (a reply clears a status), and all before the outcome.
     assert _index(slack, "chat.postMessage") < _index(slack, "assistant.threads.setStatus")
-    assert _index(slack, "assistant.threads.setStatus", last=True) < _index(slack, "chat.startStream")
+    assert _index(slack, "assistant.threads.setStatus", last=True) < _index(
+        slack, "chat.postMessage", last=True
+    )
 
 
 async def test_a_long_step_sends_its_status_again_before_slack_drops_it(start_desk):

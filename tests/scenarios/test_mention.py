@@ -41,18 +41,18 @@ async def test_a_mention_is_acked_at_once_and_the_run_reports_in_its_thread(star
     assert run.status == RunStatus.succeeded
     assert run.thread_ts == ts
 
-    # Exactly two messages in the thread: the status (edited, never re-posted) and the outcome,
-    # the model's answer streamed into it.
+    # Exactly two messages in the thread: the status (edited, never re-posted) and the outcome.
+    # The model's answer is shorter than a piece of a stream, so it is posted whole (one call).
     status_msg, outcome = slack.thread("C1", ts)
     assert status_msg.ts == run.status_ts and outcome.ts == run.outcome_ts
-    assert len(slack.calls_to("chat.postMessage")) == 1
-    assert len(slack.calls_to("chat.startStream")) == len(slack.calls_to("chat.stopStream")) == 1
-    assert len(status_msg.edits) >= 2
+    assert len(slack.calls_to("chat.postMessage")) == 2
+    assert slack.calls_to("chat.startStream") == []
+    assert len(status_msg.edits) >= 1  # quick steps share an edit (the pace of the loading status)
     assert "finished" in status_msg.text and "created ticket #1" in status_msg.text
     assert {c.params["ts"] for c in slack.calls_to("chat.update")} == {status_msg.ts}
 
     # The outcome says what was done and offers Undo.
-    assert outcome.text == "I created ticket #1 for the login bug."
+    assert outcome.block("markdown")["text"] == "I created ticket #1 for the login bug."
     assert "created ticket #1" in outcome.shown()
     assert "chatops_undo" in outcome.action_ids()
     await wait_until(lambda: "white_check_mark" in slack.reactions_on("C1", ts))

@@ -37,10 +37,10 @@ async def test_the_runs_are_worked_on_their_own_thread_and_report_as_before(star
     assert runs.worker.alive and not desk.services.worker.alive
 
     status, outcome = desk.slack.thread("C1", ts)
-    assert len(desk.slack.calls_to("chat.postMessage")) == 1
+    assert len(desk.slack.calls_to("chat.postMessage")) == 2  # a short answer is posted whole
     assert status.ts == run.status_ts and outcome.ts == run.outcome_ts
     assert "finished" in status.text and "created ticket #1" in status.text
-    assert outcome.text == "I created ticket #1."
+    assert outcome.block("markdown")["text"] == "I created ticket #1."
     assert len(desk.slack.calls_to("chat.update")) == 1
     await wait_until(lambda: "white_check_mark" in desk.slack.reactions_on("C1", ts))
     [ticket] = await desk.tickets()

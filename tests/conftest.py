@@ -218,7 +218,10 @@ async def start_desk(
             "database_url": f"sqlite:///{tmp_path / 'chatops.db'}",
             "chatops_edit_interval": 0.05,
             "chatops_poll_seconds": 0.05,
-            "chatops_model_timeout": 10.0,
+            # Longer than any turn a test holds (`held=True`, `hold()`) while it does something
+            # else, a `chatops` command included: a held turn the client gave up on is asked
+            # again and answered by the next scripted turn. Tests of timeouts set their own.
+            "chatops_model_timeout": 60.0,
             "chatops_model_retries": 2,
         }
         if config is not None:

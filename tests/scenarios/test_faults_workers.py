@@ -15,6 +15,7 @@ from fakes import FakeModel, FakeSlack, wait_until
 from sqlmodel import col, func, select
 
 from scenarios.faults_support import (
+    START_LIMIT,
     Outside,
     Processes,
     environment,
@@ -98,7 +99,7 @@ async def test_two_worker_processes_racing_for_200_runs_do_each_exactly_once(
             running = await seen.rows(Run, col(Run.status) == RunStatus.running)
             return len({r.worker_id for r in running}) == 2
 
-        await wait_until(both_claiming, 30, interval=0.05, message="both workers to claim runs")
+        await wait_until(both_claiming, START_LIMIT, interval=0.05, message="both workers to claim runs")
         gate.unlink()
 
         async def all_done() -> bool:

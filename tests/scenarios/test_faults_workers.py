@@ -176,7 +176,7 @@ async def test_a_worker_killed_mid_run_is_replaced_by_the_other_once_its_lease_r
         )
         workers = {w.pid: w for w in (processes.start("worker", env=env, name=f"worker-{n}") for n in (1, 2))}
         [run_id] = await _queue(seen, ["run the three-step runbook"])
-        await wait_until(lambda: len(model.requests) == 2, 30, message="the model turn after step A")
+        await wait_until(lambda: len(model.requests) == 2, START_LIMIT, message="the model turn after step A")
         run = await seen.run(run_id)
         assert run.worker_id is not None
         holder = workers.pop(int(run.worker_id.split(":")[1]))

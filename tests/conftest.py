@@ -36,6 +36,10 @@ SIGNING_SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
 BOT_TOKEN = "xoxb-test"
 CLEARED_PREFIXES = ("SLACK_", "OPENAI_", "CHATOPS_", "OTEL_")
 CLEARED_NAMES = ("DATABASE_URL", "PORT")
+# How long a desk's run may take to finish and report: most take well under a second, a few
+# wait out Slack's or the model's retry pauses (3-5 s), all go slower on a busy machine. A
+# bound for a failure; a passing test waits no longer than its run takes.
+RUN_LIMIT = 30.0
 
 
 @pytest.fixture(autouse=True)
@@ -154,7 +158,7 @@ class Desk:
         assert run is not None, f"no run #{run_id}"
         return run
 
-    async def finished(self, run_id: int, timeout: float = 10.0) -> Run:
+    async def finished(self, run_id: int, timeout: float = RUN_LIMIT) -> Run:
         """Wait until the run is final and its outcome reply was posted; return the run."""
 
         async def done() -> Run | None:
@@ -170,14 +174,14 @@ class Desk:
         except AssertionError:
             raise AssertionError(f"run #{run_id} did not finish and report: {await describe()}") from None
 
-    async def only_run(self, timeout: float = 10.0) -> Run:
+    async def only_run(self, timeout: float = RUN_LIMIT) -> Run:
         """Wait for the single run there is (failing if there are more), finished and reported."""
         runs = await wait_until(self.runs, timeout, message="a run to be queued")
         assert len(runs) == 1, f"expected one run, got {runs}"
         assert runs[0].id is not None
         return await self.finished(runs[0].id, timeout)
 
-    async def settled(self, timeout: float = 10.0) -> None:
+    async def settled(self, timeout: float = RUN_LIMIT) -> None:
         """Wait until no run is active, every outcome is posted and the presenter is idle."""
 
         async def quiet() -> bool:
@@ -226,7 +230,10 @@ async def start_desk(
             "database_url": f"sqlite:///{tmp_path / 'chatops.db'}",
             "chatops_edit_interval": 0.05,
             "chatops_poll_seconds": 0.05,
-            "chatops_model_timeout": 10.0,
+            # Longer than any turn a test holds (`held=True`, `hold()`) while it does something
+            # else, a `chatops` command included: a held turn the client gave up on is asked
+            # again and answered by the next scripted turn. Tests of timeouts set their own.
+            "chatops_model_timeout": 60.0,
             "chatops_model_retries": 2,
         }
         if config is not None:

@@ -193,7 +193,7 @@ async def test_serve_starts_without_a_warning(fake_slack: FakeSlack, tmp_path: P
                         return response.status == 200
             return False
 
-        await wait_until(ready, 30, interval=0.05, message=lambda: log.read_text())
+        await wait_until(ready, 60, interval=0.05, message=lambda: log.read_text())
     finally:
         assert _stop(proc) == 0
     lines = [json.loads(line) for line in log.read_text().splitlines()]
@@ -231,7 +231,7 @@ async def test_run_with_the_apps_credentials_serves_the_install_link_without_a_w
                         return response.status
             return None
 
-        assert await wait_until(install_link, 30, interval=0.05, message=lambda: log.read_text()) == 302
+        assert await wait_until(install_link, 60, interval=0.05, message=lambda: log.read_text()) == 302
     finally:
         assert _stop(proc) == 0
     said, *logged = log.read_text().splitlines()

@@ -20,7 +20,7 @@ from typing import Any
 from fakes import free_port
 
 WIDGETS = Path(__file__).with_name("widgets.py")
-START_LIMIT = 20.0  # seconds an HTTP server may take to listen (importing the SDK is slow)
+START_LIMIT = 60.0  # seconds an HTTP server may take to listen (importing the SDK is slow)
 
 
 @dataclass

@@ -36,7 +36,7 @@ from storage.runs import PENDING
 
 SIGNING_SECRET = "a3f1c0ffee5ecret0f0rthefau1tsu1te"
 BOT_TOKEN = "xoxb-faults"
-START_LIMIT = 30.0  # seconds a process may take to answer /healthz
+START_LIMIT = 60.0  # seconds a process may take to answer /healthz (15 s seen on a busy machine)
 STOP_LIMIT = 15.0  # seconds a process may take to stop on SIGTERM
 
 
@@ -225,7 +225,7 @@ class Processes:
         self.migrated.add(url)
 
     def run(
-        self, *args: str, env: dict[str, str], timeout: float = 30.0, migrate: bool = True
+        self, *args: str, env: dict[str, str], timeout: float = START_LIMIT, migrate: bool = True
     ) -> subprocess.CompletedProcess[str]:
         """A short command (`chatops summary ...`) to completion."""
         if migrate:

@@ -19,7 +19,7 @@ from typing import Any
 from fakes import FakeModel, FakeSlack, wait_until
 from fakes.socket_mode import Connection, Envelope, FakeSocketMode, SocketSender
 
-from scenarios.faults_support import ChatopsProcess, Outside, Processes, environment, sqlite_url
+from scenarios.faults_support import START_LIMIT, ChatopsProcess, Outside, Processes, environment, sqlite_url
 from storage.models import ProcessedEvent, Request, Ticket
 
 
@@ -34,7 +34,7 @@ class SocketDesk(Outside):
         self.send = SocketSender(socket, explain=proc.log_tail)
         """Deliveries as envelopes, each answered when acked."""
 
-    async def connected(self, count: int = 1, timeout: float = 30.0) -> Connection:
+    async def connected(self, count: int = 1, timeout: float = START_LIMIT) -> Connection:
         """Wait until chatops has opened its `count`th connection (and one is open); fail with
         its log if it exits first."""
 

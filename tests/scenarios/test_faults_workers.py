@@ -15,6 +15,7 @@ from fakes import FakeModel, FakeSlack, wait_until
 from sqlmodel import col, func, select
 
 from scenarios.faults_support import (
+    START_LIMIT,
     Outside,
     Processes,
     environment,
@@ -98,7 +99,7 @@ async def test_two_worker_processes_racing_for_200_runs_do_each_exactly_once(
             running = await seen.rows(Run, col(Run.status) == RunStatus.running)
             return len({r.worker_id for r in running}) == 2
 
-        await wait_until(both_claiming, 30, interval=0.05, message="both workers to claim runs")
+        await wait_until(both_claiming, START_LIMIT, interval=0.05, message="both workers to claim runs")
         gate.unlink()
 
         async def all_done() -> bool:
@@ -175,7 +176,7 @@ async def test_a_worker_killed_mid_run_is_replaced_by_the_other_once_its_lease_r
         )
         workers = {w.pid: w for w in (processes.start("worker", env=env, name=f"worker-{n}") for n in (1, 2))}
         [run_id] = await _queue(seen, ["run the three-step runbook"])
-        await wait_until(lambda: len(model.requests) == 2, 30, message="the model turn after step A")
+        await wait_until(lambda: len(model.requests) == 2, START_LIMIT, message="the model turn after step A")
         run = await seen.run(run_id)
         assert run.worker_id is not None
         holder = workers.pop(int(run.worker_id.split(":")[1]))

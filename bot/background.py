@@ -31,7 +31,7 @@ from bot.services import Services
 
 log = logging.getLogger(__name__)
 
-ACK_SWITCH_INTERVAL = 0.0005
+ACK_SWITCH_INTERVAL = 0.0001
 """Seconds a thread runs before another that waits for the interpreter gets its turn
 (`sys.setswitchinterval`; Python's default is 0.005). Measured in docs/benchmarks.md."""
 

@@ -106,7 +106,12 @@ class Presenter:
 
     async def _there(self, work: Coroutine[object, object, None]) -> None:
         assert self._forward is not None
-        await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(work, self._forward[1]))
+        try:
+            future = asyncio.run_coroutine_threadsafe(work, self._forward[1])
+        except RuntimeError:  # its loop has closed: the process is stopping (the sweep redelivers)
+            work.close()
+            return
+        await asyncio.wrap_future(future)
 
     # Reporter -----------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fakes import FakeModel, FakeSlack, wait_until
+from fakes import FakeModel, FakeSlack, free_port, wait_until
 from fakes import slack_events as ev
 
 from agents.config import load_config
@@ -70,7 +70,10 @@ async def test_a_run_that_kills_its_worker_three_times_is_failed_rolled_back_and
         for crash in range(1, 4):
             await wait_until(lambda n=crash: _count(log) >= n, 20, message=f"crash {crash}")
             await wait_until(lambda p=proc: not p.alive, 10, message="the process to die")
-            proc = await processes.serve(env)  # the supervisor starts it again
+            # The supervisor starts it again, without waiting for it to look healthy: the
+            # poisoned run may kill it again before /healthz is ever asked.
+            proc = processes.start("serve", "--port", str(free_port()), "--host", "127.0.0.1", env=env)
+        await proc.ready()  # the fourth process: the run is failed, not worked again
         run = await seen.finished(run.id, timeout=20)
         assert run.status == RunStatus.rolled_back
         assert run.crashes == 3

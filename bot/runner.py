@@ -58,11 +58,22 @@ async def console(settings: Settings) -> int:
 def _slack(settings: Settings, health: SlackHealth | None = None) -> tuple[Services, AsyncApp]:
     """The services and the bolt app. `health`: the process's record of failed Slack calls,
     when another event loop of the process (bot.background) records them too."""
+    services, bolt = _build(settings, health or SlackHealth(), intake=True)
+    assert bolt is not None
+    return services, bolt
+
+
+def _runs(settings: Settings, health: SlackHealth) -> Services:
+    """The services of the runs' thread (bot.background): no bolt app, no OAuth flow, and
+    what the intake's side says at start-up is not said twice."""
+    return _build(settings, health, intake=False)[0]
+
+
+def _build(settings: Settings, health: SlackHealth, *, intake: bool) -> tuple[Services, AsyncApp | None]:
     config = load_config(settings.config_path())
     redactor = redactor_for(settings, config)
-    health = health or SlackHealth()
     if settings.slack_oauth:
-        return _many_workspaces(settings, config, redactor, health)
+        return _many_workspaces(settings, config, redactor, health, intake=intake)
     assert settings.slack_bot_token is not None
     client = make_client(
         settings.slack_bot_token.get_secret_value(), settings.slack_api_url, redactor=redactor
@@ -74,6 +85,8 @@ def _slack(settings: Settings, health: SlackHealth | None = None) -> tuple[Servi
         slack_health=health,
         redactor=redactor,
     )
+    if not intake:
+        return services, None
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     bolt = build_app(
         services.intake, services.controls, client=client, signing_secret=secret, redactor=redactor
@@ -82,12 +95,12 @@ def _slack(settings: Settings, health: SlackHealth | None = None) -> tuple[Servi
 
 
 def _many_workspaces(
-    settings: Settings, config: Config, redactor: Redactor, health: SlackHealth
-) -> tuple[Services, AsyncApp]:
+    settings: Settings, config: Config, redactor: Redactor, health: SlackHealth, *, intake: bool
+) -> tuple[Services, AsyncApp | None]:
     """Every workspace that installed the app through OAuth (bot.oauth), each with its own
     bot token (bot.workspaces); a workspace that removes the app stops (bot.uninstall)."""
     assert settings.slack_client_id is not None
-    if not (config.alerts.team and (config.alerts.channel or config.summary.channel)):
+    if intake and not (config.alerts.team and (config.alerts.channel or config.summary.channel)):
         log.info(
             "alerts about the whole process (the model, Slack, MCP servers) are posted nowhere: "
             "[alerts] team and channel name the operator's workspace and channel"
@@ -110,6 +123,8 @@ def _many_workspaces(
         surfaces=workspaces,
     )
     services.closers.append(workspaces.close)
+    if not intake:
+        return services, None
     oauth = OAuth.build(settings, db, workspaces)
     secret = settings.slack_signing_secret.get_secret_value() if settings.slack_signing_secret else None
     bolt = build_app(
@@ -155,9 +170,7 @@ class Server:
         self.services, self.bolt = _slack(settings, self.health)
         self.runs: RunsThread | None = None
         if runs_thread and (workers or scheduler):
-            self.runs = RunsThread(
-                lambda: _slack(settings, self.health)[0], workers=workers, scheduler=scheduler
-            )
+            self.runs = RunsThread(lambda: _runs(settings, self.health), workers=workers, scheduler=scheduler)
         self._runner: web.AppRunner | None = None
         self._background: asyncio.Task[None] | None = None
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -31,6 +31,19 @@ USER_LOOKUP_SECONDS = 2.0  # users.info must not hold the ack past Slack's 3 s
 
 
 UNVERIFIED = "I could not verify who you are in this workspace (Slack did not answer)"
+
+
+KNOWN_USERS = 10_000
+"""Users whose role a process keeps in memory (until each expires); the rest are read."""
+
+
+@dataclass(frozen=True)
+class Known:
+    """What Slack last said of a user (a row of `user_roles`)."""
+
+    refusal: str | None
+    checked_at: datetime
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
@@ -59,6 +72,8 @@ class Authority:
         self.surfaces = surfaces or OneSurface(surface)
         """Who a user is is asked of their own workspace (users.info with its token)."""
         self.fresh_for = timedelta(minutes=config.control.role_cache_minutes)
+        self._known: dict[tuple[str, str], Known] = {}
+        """(team, user) -> what Slack last said, as the database keeps it (see `_keep`)."""
 
     async def refusal(
         self, user_id: str, *, team_id: str, user_team: str | None = None, verb: str | None = None
@@ -131,8 +146,14 @@ class Authority:
         for `control.role_cache_minutes`), and when Slack cannot say, the last known answer."""
         if user_team and team_id and user_team != team_id:
             return Standing(False, "people from other workspaces cannot control agents here")
-        async with self.db.read() as session:
-            known = await roles.known_role(session=session, team_id=team_id, user_id=user_id)
+        key = (team_id, user_id)
+        known = self._known.get(key)
+        if known is None or known.expires_at <= now():
+            async with self.db.read() as session:  # another process may have asked Slack since
+                row = await roles.known_role(session=session, team_id=team_id, user_id=user_id)
+            known = None
+            if row is not None:
+                known = self._keep(key, Known(row.refusal, row.checked_at, row.expires_at))
         if known is not None and known.expires_at > now():
             return Standing(known.refusal is None, known.refusal)
         try:
@@ -147,10 +168,21 @@ class Authority:
             return Standing(None, UNVERIFIED)
         reason = _refusal(info, team_id=team_id)
         async with self.db.write() as session:
-            await roles.remember_role(
+            said = await roles.remember_role(
                 session=session, team_id=team_id, user_id=user_id, refusal=reason, ttl=self.fresh_for
             )
+        self._keep(key, Known(reason, *said))
         return Standing(reason is None, reason)
+
+    def _keep(self, key: tuple[str, str], known: Known) -> Known:
+        """Keep what the database or Slack said of a user in the process, until it expires:
+        a request's ack needs no read for a user asked about a minute ago. Bounded: the
+        oldest entries go first."""
+        self._known.pop(key, None)
+        self._known[key] = known
+        while len(self._known) > KNOWN_USERS:
+            del self._known[next(iter(self._known))]
+        return known
 
     async def refused(
         self, user_id: str, verb: str, reason: str, *, target: str | None = None, team_id: str = ""

@@ -133,22 +133,21 @@ class Intake:
                 request.agent = target.agent
                 if await steering.attach(session=session, request=request, run_id=target.id or 0) is None:
                     return None  # the same message, delivered through another event type
-                run = target
             else:
-                created = await requests.create_request(session=session, request=request)
-                if created is None:
+                queued = await requests.queue_request(session=session, request=request)
+                if queued is None:
                     return None  # the same message, delivered through another event type
-                _, run = created
-        assert run.id is not None
+                run_id = queued
         metrics.REQUESTS.labels("steering" if target is not None else kind).inc()
         if target is not None:
-            log.info("reply in the thread of run #%s steers it (%s)", run.id, m.channel_id)
-            self.presenter.steered(run.id, channel=m.channel_id, ts=m.ts, team_id=m.team_id)
-            return Accepted(run.id, run.agent, steered=True)
-        log.info("request accepted: run #%s for %s (%s in %s)", run.id, agent, kind, m.channel_id)
+            assert target.id is not None
+            log.info("reply in the thread of run #%s steers it (%s)", target.id, m.channel_id)
+            self.presenter.steered(target.id, channel=m.channel_id, ts=m.ts, team_id=m.team_id)
+            return Accepted(target.id, target.agent, steered=True)
+        log.info("request accepted: run #%s for %s (%s in %s)", run_id, agent, kind, m.channel_id)
         self.on_queued()
-        self.presenter.announce(run.id)
-        return Accepted(run.id, agent)
+        self.presenter.announce(run_id)
+        return Accepted(run_id, agent)
 
     async def _viewing(self, m: Incoming) -> str | None:
         """In a thread of the app's assistant container: the channel the person is viewing, as

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -18,10 +18,12 @@ async def known_role(*, session: AsyncSession, team_id: str, user_id: str) -> Us
 
 async def remember_role(
     *, session: AsyncSession, team_id: str, user_id: str, refusal: str | None, ttl: timedelta
-) -> None:
-    """Keep what Slack just said (an upsert: concurrent lookups of one user both succeed)."""
+) -> tuple[datetime, datetime]:
+    """Keep what Slack just said (an upsert: concurrent lookups of one user both succeed).
+    Returns when it was said and until when it is fresh."""
     t = now()
-    said = {"refusal": refusal, "checked_at": t, "expires_at": t + ttl}
+    until = t + ttl
+    said = {"refusal": refusal, "checked_at": t, "expires_at": until}
     dialect = session.bind.dialect.name if session.bind else "sqlite"
     table = UserRole.__table__  # type: ignore[attr-defined]
     insert = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
@@ -29,3 +31,4 @@ async def remember_role(
         index_elements=["team_id", "user_id"], set_=said
     )
     await session.exec(stmt)
+    return t, until

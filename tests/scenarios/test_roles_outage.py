@@ -11,6 +11,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from fakes import wait_until
+from fakes.slack_api import TEAM_ID
 
 from scenarios.control_support import OPS_CHANNEL, audit, config, ephemerals_to, post, say
 from scenarios.faults_support import TestClock
@@ -127,3 +128,47 @@ async def test_an_unverified_request_is_a_members_once_slack_answers_at_its_star
 
 async def _paused(desk) -> bool:
     return any(c.paused for c in await desk.rows(Control))
+
+
+async def test_a_role_is_asked_once_while_fresh_and_again_once_stale(start_desk, tmp_path):
+    """The process keeps what it learnt of a user in memory (no read per request), but only
+    until it expires: a guest now is a customer once the old answer is stale, and an answer
+    another process learnt since (a newer row) is taken from the database without asking Slack."""
+    clock = TestClock(now())
+    set_clock(clock)
+    desk = await start_desk(config(tmp_path / "notes.txt"))
+    for n in range(3):
+        await post(desk, f"say hello {n}", channel=OPS_CHANNEL)
+    requests = await wait_until(lambda: _requests(desk, 3), message="three requests")
+    assert [r.requester_role for r in requests] == ["member"] * 3
+    assert len(desk.slack.calls_to("users.info")) == 1  # asked once, then known
+
+    desk.slack.add_user("U1", is_restricted=True)  # made a guest; the answer kept is still fresh
+    await post(desk, "say hello 3", channel=OPS_CHANNEL)
+    assert await _role_of_request(desk, 4) == "member"
+
+    clock.advance(timedelta(minutes=61))  # stale: Slack is asked again
+    await post(desk, "say hello 4", channel=OPS_CHANNEL)
+    assert await _role_of_request(desk, 5) == "customer"
+    assert len(desk.slack.calls_to("users.info")) == 2
+
+    # Another process learnt later that U1 is a member again, and kept it in the database.
+    clock.advance(timedelta(minutes=61))
+    async with desk.db.write() as session:
+        row = await session.get(UserRole, (TEAM_ID, "U1"))
+        assert row is not None
+        row.refusal, row.checked_at, row.expires_at = None, now(), now() + timedelta(minutes=60)
+    await post(desk, "say hello 5", channel=OPS_CHANNEL)
+    assert await _role_of_request(desk, 6) == "member"
+    assert len(desk.slack.calls_to("users.info")) == 2  # the database's answer was fresh
+
+
+async def _role_of_request(desk, n: int) -> str:
+    """The requester's role stored with the n-th request, once it is stored."""
+    rows = await wait_until(lambda: _requests(desk, n), message=f"request {n}")
+    return str(rows[n - 1].requester_role)
+
+
+async def _requests(desk, n: int) -> list[Request] | None:
+    rows = await desk.rows(Request)
+    return rows if len(rows) >= n else None

@@ -118,6 +118,22 @@ def switch_interval() -> None:
     background.ACK_SWITCH_INTERVAL = float(os.environ["BENCH_SWITCH_INTERVAL"])
 
 
+@patch
+def no_turns() -> None:
+    """The runs' loop never gives way to a busy intake (bot.background.Turns), for before/after."""
+    from bot import background
+
+    background.Turns.give_way = lambda self: None  # type: ignore[method-assign]
+
+
+@patch
+def yield_limit() -> None:
+    """The runs' loop's longest wait for a busy intake from $BENCH_YIELD_LIMIT (seconds), to choose it."""
+    from bot import background
+
+    background.YIELD_LIMIT = float(os.environ["BENCH_YIELD_LIMIT"])
+
+
 def apply(names: str | None = None) -> list[str]:
     """Apply the named patches (comma-separated; default: $BENCH_PATCHES). Returns their names."""
     chosen = [

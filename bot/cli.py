@@ -161,6 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
     from bot import runner  # imported late: the heavy imports follow a valid configuration
+    from bot.background import intake_loop
 
     if command == "run":
         if settings.slack_oauth:
@@ -169,13 +170,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                 f"installs it over HTTP on port {settings.port} (install at /slack/install).",
                 file=sys.stderr,
             )
-            return _run(runner.serve(settings, host="0.0.0.0", port=settings.port, migrate=True))
+            served = runner.serve(settings, host="0.0.0.0", port=settings.port, migrate=True)
+            return _run(served, loop_factory=intake_loop)
         if settings.slack_socket:
             print("chatops: Slack credentials found: connecting in Socket Mode.", file=sys.stderr)
             return _run(runner.socket_mode(settings, migrate=True))
         if settings.slack_http:
             print(f"chatops: Slack credentials found: serving HTTP on port {settings.port}.", file=sys.stderr)
-            return _run(runner.serve(settings, host="0.0.0.0", port=settings.port, migrate=True))
+            served = runner.serve(settings, host="0.0.0.0", port=settings.port, migrate=True)
+            return _run(served, loop_factory=intake_loop)
         print(
             "chatops: no Slack credentials (SLACK_BOT_TOKEN, SLACK_SIGNING_SECRET): "
             "starting the local console.",
@@ -190,7 +193,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 port=args.port or settings.port,
                 workers=not args.no_workers,
                 scheduler=not args.no_scheduler,
-            )
+            ),
+            loop_factory=intake_loop,
         )
     if command == "worker":
         return _run(runner.worker(settings))
@@ -257,9 +261,10 @@ def _version() -> str:
         return "(not installed)"
 
 
-def _run(coro) -> int:
+def _run(coro, *, loop_factory=None) -> int:
     try:
-        return asyncio.run(_until_signal(coro))
+        with asyncio.Runner(loop_factory=loop_factory) as runner:
+            return runner.run(_until_signal(coro))
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:  # `chatops summary | head`: the reader left, which is no error of ours

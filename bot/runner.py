@@ -64,8 +64,9 @@ def _slack(settings: Settings, health: SlackHealth | None = None) -> tuple[Servi
 
 
 def _runs(settings: Settings, health: SlackHealth) -> Services:
-    """The services of the runs' thread (bot.background): no bolt app, no OAuth flow, and
-    what the intake's side says at start-up is not said twice."""
+    """The services of a runs' side (the runs' thread of `chatops serve`, bot.background, or a
+    `chatops worker`): no bolt app, no OAuth flow, and what the intake's side says at start-up
+    is not said twice."""
     return _build(settings, health, intake=False)[0]
 
 
@@ -319,7 +320,7 @@ async def socket_mode(settings: Settings, *, migrate: bool = False) -> int:
 
 
 async def worker(settings: Settings) -> int:
-    services, _ = _slack(settings)
+    services = _runs(settings, SlackHealth())  # no bolt app, no OAuth flow: it serves no HTTP
     try:
         await services.db.check_schema()
     except SchemaOutOfDate as e:

@@ -233,7 +233,10 @@ async def main() -> None:
     parser.add_argument(
         "--split",
         action="store_true",
-        help="PostgreSQL, `chatops serve --no-workers` for the acks and one `chatops worker` for the runs",
+        help="`chatops serve --no-workers` for the acks and one `chatops worker` for the runs",
+    )
+    parser.add_argument(
+        "--split-on", choices=["postgresql", "sqlite"], default="postgresql", help="the database of --split"
     )
     parser.add_argument("--profile", default="", help="write a cProfile of chatops serve to this file")
     parser.add_argument(
@@ -244,7 +247,7 @@ async def main() -> None:
     rates = [int(r) for r in args.rates.split(",")]
     banner("1. Ack latency: chatops serve vs a bare bolt AsyncApp (aiohttp)")
     tmp = Path(tempfile.mkdtemp(prefix="chatops-bench-ack-"))
-    pg = Postgres("chatops_bench_ack") if args.split else None
+    pg = Postgres("chatops_bench_ack") if args.split and args.split_on == "postgresql" else None
     db_path = pg.url if pg else f"sqlite:///{tmp / 'chatops.db'}"
     with children() as started:
         slack = FakeSlackProcess()

@@ -134,6 +134,37 @@ def yield_limit() -> None:
     background.YIELD_LIMIT = float(os.environ["BENCH_YIELD_LIMIT"])
 
 
+@patch
+def gc_pauses() -> None:
+    """Diagnostics, not a fix: the garbage collector's pauses (count, total, longest, per
+    generation), written to $BENCH_GC at exit."""
+    import atexit
+    import gc
+    import json
+    import time
+
+    pauses: dict[int, list[float]] = {0: [], 1: [], 2: []}
+    started: list[float] = [0.0]
+
+    def callback(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses[info["generation"]].append(time.perf_counter() - started[0])
+
+    gc.callbacks.append(callback)
+
+    def write() -> None:
+        summary = {
+            str(g): {"count": len(p), "total_ms": sum(p) * 1000, "max_ms": max(p, default=0) * 1000}
+            for g, p in pauses.items()
+        }
+        with open(os.environ["BENCH_GC"], "w", encoding="utf-8") as f:
+            json.dump(summary, f)
+
+    atexit.register(write)
+
+
 def apply(names: str | None = None) -> list[str]:
     """Apply the named patches (comma-separated; default: $BENCH_PATCHES). Returns their names."""
     chosen = [

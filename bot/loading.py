@@ -8,7 +8,8 @@ latest is sent, in order; a step over before its turn is not shown). The first s
 run goes at once. Without the pace, a run of quick steps made a call per step. Slack
 drops a status after two minutes without a reply, so a long step's status is sent again every
 `refresh` seconds. The outcome reply clears it (Slack clears the status when the app replies in
-the thread); a run that stops to wait clears it with an empty status. Best effort throughout: a
+the thread); a run that stops to wait clears it with an empty status, except a run waiting for
+the run it handed work to (the handoff is its step, whose status stays). Best effort throughout: a
 status Slack refuses is logged and never stops a run; where Slack has no such method (an older
 workspace), it is not asked again.
 """
@@ -100,6 +101,19 @@ class LoadingStatus:
         thread = self._threads.pop(run_id, None)
         if thread is not None and thread.refresh is not None:
             thread.refresh.cancel()
+
+    def hold(self, run_id: int) -> None:
+        """The run waits for the run it handed work to: the handoff is its step, so the status
+        shown stays as it is (nothing is sent; Slack drops it after two minutes), and is not
+        sent again. The run starts afresh when it goes on, here or in another process."""
+        thread = self._threads.pop(run_id, None)
+        if thread is None:
+            return
+        thread.done = True
+        if thread.refresh is not None:
+            thread.refresh.cancel()
+        if thread.sender is not None and thread.pacing:
+            thread.sender.cancel()  # a status waiting out the pace is not sent
 
     def clear(self, run_id: int) -> None:
         """The run stopped to wait: an empty status, if one is shown or on its way."""

@@ -321,7 +321,9 @@ class Presenter:
             self._customer[run_id] = view.customer
             if is_ts(run.thread_ts):
                 self.loading.seen(run_id, (run.channel_id, run.thread_ts))
-            if run.status in (RunStatus.queued, RunStatus.waiting):
+            if run.status == RunStatus.waiting and run.wait_kind == WaitKind.handoff:
+                self.loading.hold(run_id)  # the handoff is its step: its status stays, unsent again
+            elif run.status in (RunStatus.queued, RunStatus.waiting):
                 self.loading.clear(run_id)  # it stopped to wait: nothing is loading
             if run.status_ts == PENDING:
                 return None  # another process is posting the first message

@@ -18,6 +18,7 @@ from fakes import slack_events as ev
 from fakes import wait_until
 from sqlmodel import col
 
+from bot.loading import THINKING
 from scenarios.control_support import ack_text, approval_message, click, ephemerals_to, say, slash
 from scenarios.faults_support import TestClock, fresh_database
 from storage.clock import now, set_clock
@@ -185,6 +186,42 @@ async def test_a_handoff_acts_through_the_target_and_one_undo_reverses_the_case(
     assert "*deployer*:" in report and "*ops*:" in report
     assert "ran the undo of promote" in report and "ran the undo of fix_checkout" in report
     assert "ran the undo of promote" in desk.slack.messages[deployer.undo_ts].text
+
+
+async def test_a_run_waiting_for_its_handoff_keeps_its_loading_status(start_desk, tmp_path):
+    """The handoff is the waiting run's step: its thread's status is not cleared for the wait
+    (one Slack call less per handoff), and the run's next step shows as usual."""
+    work = working_copy(tmp_path)
+    desk = await start_desk(loop_config(work), model=True)
+    loading = desk.services.presenter.loading
+    loading.pace = 0.0  # every status at once, so that a clear would be sent, not coalesced
+    model = desk.model
+    model.call("transfer_to_deployer", {"brief": "Deploy the checkout fix to staging."})
+    model.call("deploy_staging", held=True).answer("Deployed to staging.")  # the deployer's first turn
+    model.answer("The deployer deployed it.")
+    mention = ev.app_mention("<@UBOT> ship the checkout fix", channel=OPS)
+    ts = mention["event"]["ts"]
+    await desk.send.event(mention)
+
+    async def ops_waits() -> bool:
+        runs = await desk.runs()
+        message = desk.slack.messages.get(runs[0].status_ts or "") if runs else None
+        return message is not None and any("is waiting for *deployer*" in e["text"] for e in message.edits)
+
+    await wait_until(ops_waits, message="ops to wait for the deployer")
+    await loading.idle()  # a status on its way for ops (a clear, before) has landed
+    waiting = desk.slack.statuses_in(OPS, ts)
+    assert waiting and "" not in waiting, waiting
+    model.release()
+    await wait_until(lambda: _both_succeeded(desk), 20, message="the case to finish")
+    assert "" not in desk.slack.statuses_in(OPS, ts), desk.slack.statuses_in(OPS, ts)
+    assert desk.slack.statuses_in(OPS, ts)[-1] == THINKING  # its last turn, after the handoff
+
+
+async def _both_succeeded(desk) -> list[Run] | None:
+    runs = await desk.runs()
+    done = len(runs) == 2 and all(r.status == RunStatus.succeeded and r.outcome_ts for r in runs)
+    return runs if done else None
 
 
 async def test_a_customers_escalation_waits_for_a_team_members_approve_in_the_teams_channel(

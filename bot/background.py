@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from bot.services import Services
+from storage.engine import URGENT_WAIT_HOOKS, urgent_writer_waiting
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +158,8 @@ class Turns:
     is about to wait for the network), and the runs' loop, between two rounds of its
     callbacks, waits while the intake is busy, without the interpreter. The wait is bounded
     (`YIELD_LIMIT`), so a flood of deliveries slows the runs but never stops them, and it
-    cannot deadlock: an intake that waits for anything (the write lock a run holds, Slack)
-    is idle, and the runs go on.
+    cannot deadlock: an intake that waits for anything (Slack, the network) is idle, and one
+    that waits for the write lock lets the runs go on at once (they may hold it).
     """
 
     def __init__(self) -> None:
@@ -172,9 +173,14 @@ class Turns:
         self._idle.set()
 
     def give_way(self) -> None:
-        """Wait (up to YIELD_LIMIT) while the intake has work; at once when it has none."""
-        if not self._idle.is_set():
+        """Wait (up to YIELD_LIMIT) while the intake has work; at once when it has none, or
+        when it waits for the write lock (the runs may hold it: they go on and release it)."""
+        if not self._idle.is_set() and not urgent_writer_waiting():
             self._idle.wait(YIELD_LIMIT)
+
+    def let_go(self) -> None:
+        """An urgent writer waits for the write lock: a waiting round goes on at once."""
+        self._idle.set()
 
 
 YIELD_LIMIT = 0.01
@@ -182,6 +188,7 @@ YIELD_LIMIT = 0.01
 
 TURNS = Turns()
 """The process's: one intake loop and one runs' loop per `chatops serve`."""
+URGENT_WAIT_HOOKS.append(TURNS.let_go)
 
 
 class _Selector(selectors.BaseSelector):

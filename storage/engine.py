@@ -229,6 +229,8 @@ class PriorityLock:
                 waiter = _Waiter(loop, loop.create_future())
                 if urgent:
                     self._urgent.append(waiter)
+                    for hook in URGENT_WAIT_HOOKS:
+                        hook()
                 elif again:
                     self._normal.appendleft(waiter)  # it was first in line
                 else:
@@ -308,6 +310,16 @@ def _set(future: asyncio.Future[None]) -> None:
 
 _LOCKS: weakref.WeakValueDictionary[str, PriorityLock] = weakref.WeakValueDictionary()
 _LOCKS_MUTEX = threading.Lock()
+
+
+URGENT_WAIT_HOOKS: list[Callable[[], None]] = []
+"""Called (from the waiter's thread) when an urgent writer starts to wait for a write lock:
+whoever holds it back (bot.background's runs' loop, giving way to the intake) lets it go on."""
+
+
+def urgent_writer_waiting() -> bool:
+    """Whether an urgent writer (the intake) waits for a write lock of this process."""
+    return any(lock._urgent for lock in list(_LOCKS.values()))
 
 
 def _write_lock(path: str) -> PriorityLock:

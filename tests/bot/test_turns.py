@@ -13,6 +13,7 @@ import time
 
 from bot import background
 from bot.background import Turns, _IntakeSelector, _RunsSelector
+from storage.engine import _write_lock, urgent_writer_waiting
 
 
 def _busy(turns: Turns) -> bool:
@@ -78,3 +79,46 @@ def test_the_runs_loop_waits_for_a_busy_intake_but_never_longer_than_the_limit()
         assert not _busy(turns)
     finally:
         loop.close()
+
+
+class _CountingEvent(threading.Event):
+    def __init__(self) -> None:
+        super().__init__()
+        self.waits = 0
+
+    def wait(self, timeout: float | None = None) -> bool:
+        self.waits += 1
+        return super().wait(timeout)
+
+
+def test_the_runs_do_not_wait_while_the_intake_waits_for_the_write_lock(tmp_path) -> None:
+    """The runs may hold the write lock the intake waits for: they go on, and let it go."""
+    turns = Turns()
+    turns._idle = _CountingEvent()
+    background.URGENT_WAIT_HOOKS.append(turns.let_go)
+    lock = _write_lock(str(tmp_path / "chatops.db"))
+    runs_loop = asyncio.new_event_loop()
+    intake_loop = asyncio.new_event_loop()
+    try:
+        runs_loop.run_until_complete(lock.acquire())  # a run's write transaction
+        turns.busy()
+        turns.give_way()
+        assert turns._idle.waits == 1  # the intake is busy, and waits for nothing of the runs'
+
+        turns.busy()
+        urgent = intake_loop.create_task(lock.acquire(urgent=True))
+        intake_loop.run_until_complete(asyncio.sleep(0))  # the intake's write now waits
+        assert urgent_writer_waiting()
+        assert turns._idle.is_set()  # the waiting round was let go
+        turns.busy()  # the intake's loop is busy again with other deliveries
+        turns.give_way()
+        assert turns._idle.waits == 1  # the runs went on without waiting
+
+        lock.release()  # handed to the intake
+        intake_loop.run_until_complete(urgent)
+        assert not urgent_writer_waiting()
+        lock.release()
+    finally:
+        background.URGENT_WAIT_HOOKS.remove(turns.let_go)
+        runs_loop.close()
+        intake_loop.close()

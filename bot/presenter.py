@@ -32,7 +32,7 @@ from bot.loading import REFRESH, LoadingStatus, Where
 from bot.render import Message, escape, render
 from bot.run_view import FINAL_REACTION, RunView, final_reaction, loading_status, run_link
 from bot.surface import OneSurface, Surface, Surfaces
-from storage import approvals, controls, journal, requests, runs, steering
+from storage import approvals, controls, journal, runs, steering
 from storage.engine import Database
 from storage.models import Request, Run, RunStatus, WaitKind
 from storage.runs import PENDING
@@ -255,15 +255,14 @@ class Presenter:
 
     async def _running(self, run_id: int) -> bool:
         async with self.db.read() as session:
-            run = await runs.get_run(session=session, run_id=run_id)
-        return run is not None and run.status == RunStatus.running
+            return await runs.status_of(session=session, run_id=run_id) == RunStatus.running
 
     async def _load(self, run_id: int) -> RunView | None:
         async with self.db.read() as session:
-            run = await runs.get_run(session=session, run_id=run_id)
-            if run is None:
+            found = await runs.run_and_request(session=session, run_id=run_id)
+            if found is None:
                 return None
-            request = await requests.get_request(session=session, request_id=run.request_id)
+            run, request = found
             steps = await journal.steps_of(session=session, run_id=run_id)
             steered = await steering.of_run(session=session, run_id=run_id)
             pause, behind = None, None
@@ -276,8 +275,6 @@ class Presenter:
             if run.parent_id is not None:
                 parent = await runs.get_run(session=session, run_id=run.parent_id)
         paused_by = None if pause is None else ("all agents are" if pause.scope == "*" else f"{run.agent} is")
-        if request is None:
-            return None
         self._teams[run_id] = run.team_id
         return RunView(run, request, steps, paused_by, behind, steered, child, parent)
 

@@ -9,12 +9,17 @@ from sqlmodel import SQLModel
 from sqlmodel.ext.asyncio.session import AsyncSession
 
 
+def dialect_of(session: AsyncSession) -> str:
+    """"sqlite" or "postgresql": where the session's statements go."""
+    return session.bind.dialect.name if session.bind else "sqlite"
+
+
 async def insert_ignore(
     session: AsyncSession, model: type[SQLModel], values: dict[str, Any], *, returning: Any = None
 ) -> Any | None:
     """INSERT ... ON CONFLICT DO NOTHING. Returns the `returning` column (or True), None on conflict."""
     table = model.__table__  # type: ignore[attr-defined]
-    dialect = session.bind.dialect.name if session.bind else "sqlite"
+    dialect = dialect_of(session)
     ins = (postgresql.insert if dialect == "postgresql" else sqlite.insert)(table)
     # preserve_rowcount: without it SQLAlchemy reports -1 for this INSERT on PostgreSQL.
     stmt = ins.values(**values).on_conflict_do_nothing().execution_options(preserve_rowcount=True)

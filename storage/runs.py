@@ -7,14 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, case, exists, or_, update
+from sqlalchemy import String, and_, bindparam, case, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import locks, steering
+from storage import controls, locks, rows, steering
 from storage.clock import now
-from storage.models import ACTIVE_STATUSES, Request, Run, RunStatus, WaitKind
+from storage.dialect import dialect_of
+from storage.models import ACTIVE_STATUSES, Control, Request, Run, RunStatus, WaitKind
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ async def renew_lease(*, session: AsyncSession, run_id: int, worker_id: str, lea
     return row[0]
 
 
-_RENEW_LEASE = (
+_RENEW = (
     update(Run)
     .where(
         col(Run.id) == bindparam("p_run"),
@@ -126,8 +127,59 @@ _RENEW_LEASE = (
         col(Run.status) == RunStatus.running,
     )
     .values(lease_expires_at=bindparam("p_expires"), updated_at=bindparam("p_now"))
-    .returning(col(Run.undone_by))
 )
+_RENEW_LEASE = _RENEW.returning(col(Run.undone_by))
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """What a run learns as it renews its lease at a step boundary (`renew_at_boundary`)."""
+
+    undone_by: str | None
+    """Who asked for the run to be undone, if anyone."""
+    paused: bool
+    """A pause may stop it (`controls.paused_scope` says which)."""
+    unread: int
+    """Replies in the thread that steer it and that it has not read yet (storage.steering)."""
+
+
+async def renew_at_boundary(
+    *, session: AsyncSession, run_id: int, worker_id: str, lease: timedelta, agent: str, team_id: str
+) -> Boundary:
+    """`renew_lease`, and in the same statement whether a pause of `agent` in `team_id` (or of
+    everything, or everywhere) is set and how many steering replies are unread: every step
+    asks all three, so they are one round trip (scalar subqueries of the UPDATE's RETURNING)."""
+    t = now()
+    conn = await session.connection()
+    params = {
+        "p_run": run_id,
+        "p_worker": worker_id,
+        "p_expires": t + lease,
+        "p_now": t,
+        "p_agent": agent,
+        "p_team": team_id,
+    }
+    row = (await conn.execute(_RENEW_AT_BOUNDARY, params)).first()
+    if row is None:
+        raise LeaseLost(run_id, worker_id)
+    return Boundary(undone_by=row[0], paused=bool(row[1]), unread=int(row[2] or 0))
+
+
+_PAUSE_SET = (
+    select(Control.scope)
+    .where(
+        col(Control.scope).in_([controls.ALL, bindparam("p_agent", type_=String)]),
+        col(Control.team_id).in_([controls.EVERYWHERE, bindparam("p_team", type_=String)]),
+        col(Control.paused),
+    )
+    .exists()
+)
+_UNREAD = (
+    select(func.count())
+    .where(col(Request.steers_run_id) == bindparam("p_run"), col(Request.steer_seq).is_(None))
+    .scalar_subquery()
+)
+_RENEW_AT_BOUNDARY = _RENEW.returning(col(Run.undone_by), _PAUSE_SET, _UNREAD)
 
 
 async def renew_leases(
@@ -168,7 +220,9 @@ async def release(
     if unless_steered:
         # The row first: a reply being attached (steering.run_to_steer locks it too) is either
         # committed before this looks, or attached after this run has ended (then it cannot be).
-        await session.exec(select(Run.id).where(col(Run.id) == run_id).with_for_update())
+        # SQLite has no row locks: its write transaction already excludes the attaching one.
+        if dialect_of(session) != "sqlite":
+            await session.exec(select(Run.id).where(col(Run.id) == run_id).with_for_update())
         if await steering.unread(session=session, run_id=run_id):
             return False
     t = now()
@@ -193,17 +247,20 @@ async def release(
     if not result.rowcount:
         raise LeaseLost(run_id, worker_id)
     if status not in ACTIVE_STATUSES:
-        await ended(session=session, run_id=run_id)
+        # unless_steered: no reply is unread (looked at above, the row locked), none to hand over
+        await ended(session=session, run_id=run_id, unread=not unless_steered)
     return True
 
 
-async def ended(*, session: AsyncSession, run_id: int) -> None:
+async def ended(*, session: AsyncSession, run_id: int, unread: bool = True) -> None:
     """A run reached a final status: it frees what it was acting on (the runs waiting for it go
     again), the replies it did not read become runs of their own, and a run that handed it
-    its work goes on with the outcome."""
+    its work goes on with the outcome. `unread`: False when this transaction has seen that the
+    run has no unread reply (after locking its row)."""
     for resource in await locks.release_all(session=session, run_id=run_id):
         await requeue_waiting(session=session, kind=WaitKind.resource, on=resource)
-    await steering.hand_over(session=session, run_id=run_id)
+    if unread:
+        await steering.hand_over(session=session, run_id=run_id)
     await requeue_waiting(session=session, kind=WaitKind.handoff, on=str(run_id))
 
 
@@ -225,10 +282,15 @@ _ADD_USAGE = (
 )
 
 
-async def set_history(*, session: AsyncSession, run_id: int, history: dict[str, Any]) -> None:
+async def set_history(
+    *, session: AsyncSession, run_id: int, history: dict[str, Any], planner: str | None = None
+) -> None:
     """Keep the thread's history the run was shown (taken once, by the run's lease holder;
-    agents.conversation)."""
-    await session.exec(update(Run).where(col(Run.id) == run_id).values(history=history))
+    agents.conversation), and `planner` with it when given."""
+    values: dict[str, Any] = {"history": history}
+    if planner is not None:
+        values["planner"] = planner
+    await session.exec(update(Run).where(col(Run.id) == run_id).values(**values))
 
 
 async def set_planner(*, session: AsyncSession, run_id: int, planner: str) -> None:
@@ -237,6 +299,31 @@ async def set_planner(*, session: AsyncSession, run_id: int, planner: str) -> No
 
 async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
     return await session.get(Run, run_id, populate_existing=True)
+
+
+async def run_and_request(*, session: AsyncSession, run_id: int) -> tuple[Run, Request] | None:
+    """The run and its request, read together (detached: one Core read, storage.rows): what
+    a worker starting the run and the presenter showing it read first. None if either is gone."""
+    conn = await session.connection()
+    row = (await conn.execute(_RUN_AND_REQUEST, {"p_run": run_id})).first()
+    if row is None:
+        return None
+    return rows.loaded(Run, row), rows.loaded(Request, row, offset=_RUN_WIDTH)
+
+
+async def status_of(*, session: AsyncSession, run_id: int) -> str | None:
+    """The run's status (None: no such run): one column, read with Core."""
+    conn = await session.connection()
+    return (await conn.execute(_STATUS_OF, {"p_run": run_id})).scalar()
+
+
+_STATUS_OF = select(Run.status).where(col(Run.id) == bindparam("p_run"))
+_RUN_WIDTH = len(rows.columns(Run))
+_RUN_AND_REQUEST = (
+    rows.select_of(Run, *rows.columns(Request))
+    .join_from(Run, Request, col(Request.id) == col(Run.request_id))
+    .where(col(Run.id) == bindparam("p_run"))
+)
 
 
 async def requeue_waiting(

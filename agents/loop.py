@@ -132,8 +132,12 @@ class RunLoop:
         earlier, history = await self._thread()
         self.context = TurnContext(requester=self.request.user_id, thread=tuple(earlier))
         steered = self.steered
-        system = self.rt.redactor.clean(  # what instructions read from the environment stays here
-            conversation.system_prompt(self.agent, self.request, self.run_id)
+        system = self.rt.prompts.of(
+            self.agent,
+            self.request,
+            self.run_id,
+            # what instructions read from the environment stays here
+            lambda: self.rt.redactor.clean(conversation.system_prompt(self.agent, self.request, self.run_id)),
         )
         messages = conversation.rebuild(system, history, self.request.text, steps, steered)
         if not await self._reconcile(steps, messages):
@@ -502,6 +506,7 @@ class RunLoop:
             )
         if not ended:
             return False
+        self.rt.prompts.forget(self.run_id)
         await self._traced_end([self.run_id])
         metrics.RUNS_FINISHED.labels(self.run.agent, status).inc()
         if status == RunStatus.rolled_back:

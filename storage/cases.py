@@ -64,15 +64,19 @@ class Handoff:
     """It waits for a team member's Approve before it acts (a customer's case)."""
 
 
+async def handoff_of(*, session: AsyncSession, parent_id: int, key: str) -> Run | None:
+    """The run that the handoff call `key` of run `parent_id` started, if it did."""
+    stmt = select(Run).where(col(Run.parent_id) == parent_id, col(Run.handoff_key) == key)
+    return (await session.exec(stmt)).first()
+
+
 async def start_handoff(
     *, session: AsyncSession, parent: Run, key: str, handoff: Handoff
 ) -> tuple[Run, bool]:
     """The run a handoff call started: created the first time (with its request, the brief),
     found again every time after. Returns (run, created)."""
     assert parent.id is not None
-    found = (
-        await session.exec(select(Run).where(col(Run.parent_id) == parent.id, col(Run.handoff_key) == key))
-    ).first()
+    found = await handoff_of(session=session, parent_id=parent.id, key=key)
     if found is not None:
         return found, False
     request_of_parent = await session.get(Request, parent.request_id)

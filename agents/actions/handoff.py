@@ -56,13 +56,18 @@ class Handoff(Action):
         assert isinstance(args, Brief)
         async with ctx.db.write() as session:
             parent = await cases.lock_run(session=session, run_id=ctx.run_id)
-            assert parent is not None
-            child, created = await cases.start_handoff(
-                session=session,
-                parent=parent,
-                key=ctx.idempotency_key,
-                handoff=await self._plan(session, parent, args.brief),
-            )
+            assert parent is not None and parent.id is not None
+            # Repeated (the run resumes with the outcome): the run it started is found, and the
+            # handoff is not planned again (its checks were passed when it was started).
+            child = await cases.handoff_of(session=session, parent_id=parent.id, key=ctx.idempotency_key)
+            created = False
+            if child is None:
+                child, created = await cases.start_handoff(
+                    session=session,
+                    parent=parent,
+                    key=ctx.idempotency_key,
+                    handoff=await self._plan(session, parent, args.brief),
+                )
             approval_id = None
             if created and child.status == RunStatus.waiting:
                 approval_id = await self._ask_approval(session, child, args.brief)

@@ -10,7 +10,7 @@ from sqlmodel.ext.asyncio.session import AsyncSession
 
 
 def dialect_of(session: AsyncSession) -> str:
-    """"sqlite" or "postgresql": where the session's statements go."""
+    """Where the session's statements go: "sqlite" or "postgresql"."""
     return session.bind.dialect.name if session.bind else "sqlite"
 
 

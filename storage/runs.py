@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import String, and_, bindparam, case, exists, or_, update
 from sqlalchemy.orm import aliased
@@ -301,14 +301,22 @@ async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
     return await session.get(Run, run_id, populate_existing=True)
 
 
-async def run_and_request(*, session: AsyncSession, run_id: int) -> tuple[Run, Request] | None:
+class RunAndRequest(NamedTuple):
+    run: Run
+    request: Request
+    steered: int
+    """How many replies steer the run, read or not (storage.steering.of_run has them)."""
+
+
+async def run_and_request(*, session: AsyncSession, run_id: int) -> RunAndRequest | None:
     """The run and its request, read together (detached: one Core read, storage.rows): what
     a worker starting the run and the presenter showing it read first. None if either is gone."""
     conn = await session.connection()
     row = (await conn.execute(_RUN_AND_REQUEST, {"p_run": run_id})).first()
     if row is None:
         return None
-    return rows.loaded(Run, row), rows.loaded(Request, row, offset=_RUN_WIDTH)
+    request = rows.loaded(Request, row, offset=_RUN_WIDTH)
+    return RunAndRequest(rows.loaded(Run, row), request, int(row[-1] or 0))
 
 
 async def status_of(*, session: AsyncSession, run_id: int) -> str | None:
@@ -319,8 +327,13 @@ async def status_of(*, session: AsyncSession, run_id: int) -> str | None:
 
 _STATUS_OF = select(Run.status).where(col(Run.id) == bindparam("p_run"))
 _RUN_WIDTH = len(rows.columns(Run))
+_STEERS = aliased(Request)
 _RUN_AND_REQUEST = (
-    rows.select_of(Run, *rows.columns(Request))
+    rows.select_of(
+        Run,
+        *rows.columns(Request),
+        select(func.count()).where(col(_STEERS.steers_run_id) == col(Run.id)).scalar_subquery(),
+    )
     .join_from(Run, Request, col(Request.id) == col(Run.request_id))
     .where(col(Run.id) == bindparam("p_run"))
 )
@@ -336,6 +349,10 @@ async def requeue_waiting(
 ) -> list[int]:
     """Put runs waiting for `kind` (that `on`, of that `agent`, in that workspace, when given)
     back in the queue."""
+    if on is not None and agent is None and team_id is None:  # every ending run asks this
+        conn = await session.connection()
+        found = await conn.execute(_REQUEUE_ON, {"p_kind": kind, "p_on": on, "p_now": now()})
+        return [row[0] for row in found if row[0] is not None]
     cond = [col(Run.status) == RunStatus.waiting, col(Run.wait_kind) == kind]
     if on is not None:
         cond.append(col(Run.wait_on) == on)
@@ -354,6 +371,16 @@ _QUEUED: dict[str, Any] = {
     "wake_at": None,
     "wait_reason": None,
 }
+_REQUEUE_ON = (
+    update(Run)
+    .where(
+        col(Run.status) == RunStatus.waiting,
+        col(Run.wait_kind) == bindparam("p_kind"),
+        col(Run.wait_on) == bindparam("p_on"),
+    )
+    .values(**_QUEUED, updated_at=bindparam("p_now"))
+    .returning(col(Run.id))
+)
 
 
 async def record_crash(*, session: AsyncSession, run_id: int, worker_id: str) -> None:
@@ -378,23 +405,33 @@ PENDING = "pending"  # a message field claimed by a poster that has not saved th
 
 async def claim_message(*, session: AsyncSession, run_id: int, field: str) -> bool:
     """True for exactly one caller: the one who posts that message (status, outcome, undo)."""
-    column = _message_column(field)
-    result = await session.exec(
-        update(Run).where(col(Run.id) == run_id, column.is_(None)).values({field: PENDING})
-    )
+    conn = await session.connection()
+    result = await conn.execute(_message_statements(field)[0], {"p_run": run_id, "p_ts": PENDING})
     return bool(result.rowcount)
 
 
 async def set_message_ts(*, session: AsyncSession, run_id: int, field: str, ts: str | None) -> None:
     """Remember a posted message's ts; None gives the claim back (the post failed)."""
-    _message_column(field)
-    await session.exec(update(Run).where(col(Run.id) == run_id).values({field: ts}))
+    conn = await session.connection()
+    await conn.execute(_message_statements(field)[1], {"p_run": run_id, "p_ts": ts})
 
 
-def _message_column(field: str) -> Any:
-    if field not in ("status_ts", "outcome_ts", "undo_ts"):
+def _message_statements(field: str) -> tuple[Any, Any]:
+    """(claim, set) of a message field: prebuilt, every run posts two messages."""
+    if field not in _MESSAGE_STATEMENTS:
         raise ValueError(f"not a message field: {field}")
-    return col(getattr(Run, field))
+    return _MESSAGE_STATEMENTS[field]
+
+
+_MESSAGE_STATEMENTS = {
+    field: (
+        update(Run)
+        .where(col(Run.id) == bindparam("p_run"), col(getattr(Run, field)).is_(None))
+        .values({field: bindparam("p_ts")}),
+        update(Run).where(col(Run.id) == bindparam("p_run")).values({field: bindparam("p_ts")}),
+    )
+    for field in ("status_ts", "outcome_ts", "undo_ts")
+}
 
 
 async def finished_without_outcome(*, session: AsyncSession, limit: int = 50) -> list[int]:

@@ -48,8 +48,13 @@ async def attach(*, session: AsyncSession, request: RequestBase, run_id: int) ->
 
 async def unread(*, session: AsyncSession, run_id: int) -> int:
     """How many replies the run has not read yet."""
-    stmt = select(func.count()).where(col(Request.steers_run_id) == run_id, col(Request.steer_seq).is_(None))
-    return int((await session.exec(stmt)).one())
+    conn = await session.connection()
+    return int((await conn.execute(_UNREAD, {"p_run": run_id})).scalar_one())
+
+
+_UNREAD = select(func.count()).where(
+    col(Request.steers_run_id) == bindparam("p_run"), col(Request.steer_seq).is_(None)
+)
 
 
 async def read(*, session: AsyncSession, run_id: int) -> list[Request]:

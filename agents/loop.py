@@ -60,10 +60,12 @@ class RunLoop:
             found = await runs.run_and_request(session=session, run_id=self.run_id)
             if found is None or found[0].worker_id != self.rt.worker_id:
                 return
-            run, request = found
+            run, request, steers = found
             steps = await journal.steps_of(session=session, run_id=self.run_id)
             # A reply is read only in the transaction that journals the step after it.
-            self.steered = await steering.of_run(session=session, run_id=self.run_id) if steps else []
+            self.steered = []
+            if steps and steers:
+                self.steered = await steering.of_run(session=session, run_id=self.run_id)
             self.past: list[PastRun] | None = None
             if run.history is None and not _may_move(request):
                 self.past = await threads.earlier_runs(session=session, run=run)

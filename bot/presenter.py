@@ -262,9 +262,9 @@ class Presenter:
             found = await runs.run_and_request(session=session, run_id=run_id)
             if found is None:
                 return None
-            run, request = found
+            run, request, steers = found
             steps = await journal.steps_of(session=session, run_id=run_id)
-            steered = await steering.of_run(session=session, run_id=run_id)
+            steered = await steering.of_run(session=session, run_id=run_id) if steers else []
             pause, behind = None, None
             if run.status == RunStatus.queued:
                 pause = await controls.paused_scope(session=session, agent=run.agent, team_id=run.team_id)

@@ -12,10 +12,11 @@ database already holds).
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import Column, Row, Select, select
-from sqlalchemy.orm import configure_mappers, object_mapper
+from sqlalchemy import Column, Row, Select, inspect, select
+from sqlalchemy.orm import configure_mappers
 from sqlalchemy.orm.attributes import instance_state
 from sqlalchemy.orm.instrumentation import manager_of_class
 from sqlmodel import SQLModel
@@ -36,11 +37,12 @@ def select_of(model: type[SQLModel], *more: Any) -> Select[Any]:
 def loaded(model: type[M], row: Row[Any] | Sequence[Any], *, offset: int = 0) -> M:
     """The instance of the row's values, from `offset` on, in the order of `columns(model)`,
     as the ORM would have loaded it from that row, detached."""
-    names = _names(model)
-    obj = _new(model)
-    obj.__dict__.update(zip(names, row[offset : offset + len(names)], strict=True))
-    state = instance_state(obj)
-    state.key = object_mapper(obj).identity_key_from_instance(obj)
+    shape = _shape(model)
+    values = row[offset : offset + len(shape.names)]
+    obj: M = shape.manager.new_instance()
+    obj.__dict__.update(zip(shape.names, values, strict=True))
+    # The identity the ORM gives a loaded row: with it, the instance is detached, not new.
+    instance_state(obj).key = (model, tuple(values[i] for i in shape.key), None)
     return obj
 
 
@@ -60,21 +62,31 @@ def unsaved(model: type[M], values: Mapping[str, Any]) -> M:
     return obj
 
 
-_NAMES: dict[type[SQLModel], list[str]] = {}
-_configured = False
+@dataclass(frozen=True)
+class _Shape:
+    names: list[str]
+    key: list[int]
+    """Where the primary key's columns are, in `names`."""
+    manager: Any
 
 
-def _names(model: type[SQLModel]) -> list[str]:
-    names = _NAMES.get(model)
-    if names is None:
-        names = _NAMES[model] = [c.key for c in columns(model)]
-    return names
+_SHAPES: dict[type[SQLModel], _Shape] = {}
+
+
+def _shape(model: type[SQLModel]) -> _Shape:
+    shape = _SHAPES.get(model)
+    if shape is None:
+        configure_mappers()  # attribute access needs the mappers configured (the ORM's first query does it)
+        cols = columns(model)
+        primary = list(inspect(model).primary_key)
+        shape = _SHAPES[model] = _Shape(
+            names=[c.key for c in cols],
+            key=[next(i for i, c in enumerate(cols) if c is p) for p in primary],
+            manager=manager_of_class(model),
+        )
+    return shape
 
 
 def _new(model: type[M]) -> M:
-    global _configured
-    if not _configured:  # attribute access needs the mappers configured (the ORM's first query does it)
-        configure_mappers()
-        _configured = True
-    obj: M = manager_of_class(model).new_instance()
+    obj: M = _shape(model).manager.new_instance()
     return obj

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -226,30 +227,43 @@ async def release(
         if await steering.unread(session=session, run_id=run_id):
             return False
     t = now()
-    values: dict[str, Any] = {
+    final = status not in ACTIVE_STATUSES
+    params: dict[str, Any] = {
+        "p_run": run_id,
+        "p_worker": worker_id,
         "status": status,
         "wait_kind": wait.kind if wait else None,
         "wait_on": wait.on if wait else None,
         "wake_at": wait.wake_at if wait else None,
         "wait_reason": wait.reason[:255] if wait else None,
-        "worker_id": None,
-        "lease_expires_at": None,
         "updated_at": t,
     }
     if outcome is not None:
-        values["outcome"] = outcome
+        params["outcome"] = outcome
     if error is not None:
-        values["error"] = error
-    if status not in ACTIVE_STATUSES:
-        values["finished_at"] = t
-    stmt = update(Run).where(col(Run.id) == run_id, col(Run.worker_id) == worker_id).values(**values)
-    result = await session.exec(stmt)
+        params["error"] = error
+    if final:
+        params["finished_at"] = t
+    conn = await session.connection()
+    result = await conn.execute(_release_statement(outcome is not None, error is not None, final), params)
     if not result.rowcount:
         raise LeaseLost(run_id, worker_id)
     if status not in ACTIVE_STATUSES:
         # unless_steered: no reply is unread (looked at above, the row locked), none to hand over
         await ended(session=session, run_id=run_id, unread=not unless_steered)
     return True
+
+
+@functools.cache
+def _release_statement(outcome: bool, error: bool, final: bool) -> Any:
+    """`release`'s UPDATE for the columns it sets: prebuilt (every run ends, most wait)."""
+    columns = ["status", "wait_kind", "wait_on", "wake_at", "wait_reason", "updated_at"]
+    columns += ["outcome"] * outcome + ["error"] * error + ["finished_at"] * final
+    return (
+        update(Run)
+        .where(col(Run.id) == bindparam("p_run"), col(Run.worker_id) == bindparam("p_worker"))
+        .values(worker_id=None, lease_expires_at=None, **{c: bindparam(c) for c in columns})
+    )
 
 
 async def ended(*, session: AsyncSession, run_id: int, unread: bool = True) -> None:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import rows
 from storage import runs as runs_
 from storage.clock import now
 from storage.dialect import insert_ignore
@@ -65,9 +66,16 @@ class Handoff:
 
 
 async def handoff_of(*, session: AsyncSession, parent_id: int, key: str) -> Run | None:
-    """The run that the handoff call `key` of run `parent_id` started, if it did."""
-    stmt = select(Run).where(col(Run.parent_id) == parent_id, col(Run.handoff_key) == key)
-    return (await session.exec(stmt)).first()
+    """The run that the handoff call `key` of run `parent_id` started, if it did (detached:
+    a Core read, storage.rows)."""
+    conn = await session.connection()
+    row = (await conn.execute(_HANDOFF_OF, {"p_parent": parent_id, "p_key": key})).first()
+    return None if row is None else rows.loaded(Run, row)
+
+
+_HANDOFF_OF = rows.select_of(Run).where(
+    col(Run.parent_id) == bindparam("p_parent"), col(Run.handoff_key) == bindparam("p_key")
+)
 
 
 async def start_handoff(
@@ -126,10 +134,12 @@ async def start_handoff(
 async def lock_run(*, session: AsyncSession, run_id: int) -> Run | None:
     """The run, its row locked until the transaction ends (PostgreSQL; SQLite's writers take
     turns anyway): a parent deciding to wait and its child ending cannot cross."""
-    stmt = (
-        select(Run).where(col(Run.id) == run_id).with_for_update().execution_options(populate_existing=True)
-    )
-    return (await session.exec(stmt)).first()
+    conn = await session.connection()  # Core (detached, storage.rows): a handoff locks two runs
+    row = (await conn.execute(_LOCK_RUN, {"p_run": run_id})).first()
+    return None if row is None else rows.loaded(Run, row)
+
+
+_LOCK_RUN = rows.select_of(Run).where(col(Run.id) == bindparam("p_run")).with_for_update()
 
 
 async def request_case_undo(*, session: AsyncSession, run_id: int, by_user: str) -> tuple[str, Run | None]:

@@ -259,7 +259,7 @@ class Presenter:
 
     async def _load(self, run_id: int) -> RunView | None:
         async with self.db.read() as session:
-            found = await runs.run_and_request(session=session, run_id=run_id)
+            found = await runs.run_and_request(session=session, run_id=run_id, history=False)
             if found is None:
                 return None
             run, request, steers = found

@@ -24,20 +24,25 @@ from sqlmodel import SQLModel
 M = TypeVar("M", bound=SQLModel)
 
 
-def columns(model: type[SQLModel]) -> list[Column[Any]]:
-    """Every column of the model's table, in order (what `loaded` expects of a row)."""
-    return list(model.__table__.columns)  # type: ignore[attr-defined]
+def columns(model: type[SQLModel], *, without: tuple[str, ...] = ()) -> list[Column[Any]]:
+    """The columns of the model's table, in order, but those named in `without` (what
+    `loaded` expects of a row)."""
+    return [c for c in model.__table__.columns if c.key not in without]  # type: ignore[attr-defined]
 
 
-def select_of(model: type[SQLModel], *more: Any) -> Select[Any]:
-    """SELECT every column of the model's table (then `more`): rows for `loaded`."""
-    return select(*columns(model), *more)
+def select_of(model: type[SQLModel], *more: Any, without: tuple[str, ...] = ()) -> Select[Any]:
+    """SELECT the model's columns (but `without`), then `more`: rows for `loaded`."""
+    return select(*columns(model, without=without), *more)
 
 
-def loaded(model: type[M], row: Row[Any] | Sequence[Any], *, offset: int = 0) -> M:
-    """The instance of the row's values, from `offset` on, in the order of `columns(model)`,
-    as the ORM would have loaded it from that row, detached."""
-    shape = _shape(model)
+def loaded(
+    model: type[M], row: Row[Any] | Sequence[Any], *, offset: int = 0, without: tuple[str, ...] = ()
+) -> M:
+    """The instance of the row's values, from `offset` on, in the order of `columns(model,
+    without=without)`, as the ORM would have loaded it from that row, detached. The columns
+    left out are not loaded: reading one raises (sqlalchemy.orm.exc.DetachedInstanceError),
+    as a deferred column of a detached instance does."""
+    shape = _shape(model, without)
     values = row[offset : offset + len(shape.names)]
     obj: M = shape.manager.new_instance()
     obj.__dict__.update(zip(shape.names, values, strict=True))
@@ -70,16 +75,16 @@ class _Shape:
     manager: Any
 
 
-_SHAPES: dict[type[SQLModel], _Shape] = {}
+_SHAPES: dict[tuple[type[SQLModel], tuple[str, ...]], _Shape] = {}
 
 
-def _shape(model: type[SQLModel]) -> _Shape:
-    shape = _SHAPES.get(model)
+def _shape(model: type[SQLModel], without: tuple[str, ...] = ()) -> _Shape:
+    shape = _SHAPES.get((model, without))
     if shape is None:
         configure_mappers()  # attribute access needs the mappers configured (the ORM's first query does it)
-        cols = columns(model)
+        cols = columns(model, without=without)
         primary = list(inspect(model).primary_key)
-        shape = _SHAPES[model] = _Shape(
+        shape = _SHAPES[(model, without)] = _Shape(
             names=[c.key for c in cols],
             key=[next(i for i, c in enumerate(cols) if c is p) for p in primary],
             manager=manager_of_class(model),

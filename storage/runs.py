@@ -322,15 +322,21 @@ class RunAndRequest(NamedTuple):
     """How many replies steer the run, read or not (storage.steering.of_run has them)."""
 
 
-async def run_and_request(*, session: AsyncSession, run_id: int) -> RunAndRequest | None:
+async def run_and_request(
+    *, session: AsyncSession, run_id: int, history: bool = True
+) -> RunAndRequest | None:
     """The run and its request, read together (detached: one Core read, storage.rows): what
-    a worker starting the run and the presenter showing it read first. None if either is gone."""
+    a worker starting the run and the presenter showing it read first. None if either is gone.
+    `history`: False leaves out the thread's history the run keeps (`Run.history`: JSON that
+    grows with the thread; reading it raises), which only the run itself reads."""
     conn = await session.connection()
-    row = (await conn.execute(_RUN_AND_REQUEST, {"p_run": run_id})).first()
+    without = () if history else _NO_HISTORY
+    row = (await conn.execute(_RUN_AND_REQUEST[without], {"p_run": run_id})).first()
     if row is None:
         return None
-    request = rows.loaded(Request, row, offset=_RUN_WIDTH)
-    return RunAndRequest(rows.loaded(Run, row), request, int(row[-1] or 0))
+    run = rows.loaded(Run, row, without=without)
+    request = rows.loaded(Request, row, offset=len(rows.columns(Run, without=without)))
+    return RunAndRequest(run, request, int(row[-1] or 0))
 
 
 async def status_of(*, session: AsyncSession, run_id: int) -> str | None:
@@ -340,17 +346,19 @@ async def status_of(*, session: AsyncSession, run_id: int) -> str | None:
 
 
 _STATUS_OF = select(Run.status).where(col(Run.id) == bindparam("p_run"))
-_RUN_WIDTH = len(rows.columns(Run))
+_NO_HISTORY = ("history",)
 _STEERS = aliased(Request)
-_RUN_AND_REQUEST = (
-    rows.select_of(
+_RUN_AND_REQUEST = {
+    without: rows.select_of(
         Run,
         *rows.columns(Request),
         select(func.count()).where(col(_STEERS.steers_run_id) == col(Run.id)).scalar_subquery(),
+        without=without,
     )
     .join_from(Run, Request, col(Request.id) == col(Run.request_id))
     .where(col(Run.id) == bindparam("p_run"))
-)
+    for without in ((), _NO_HISTORY)
+}
 
 
 async def requeue_waiting(

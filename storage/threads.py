@@ -30,6 +30,7 @@ async def earlier_runs(*, session: AsyncSession, run: Run) -> list[PastRun]:
 
     Three Core reads (detached instances, storage.rows): the runs with their requests, their
     action steps, the replies that steered them. Every run of a thread reads this as it starts.
+    The runs come without their `history`, the steps without their `undo` (reading them raises).
     """
     conn = await session.connection()
     params = {
@@ -39,14 +40,14 @@ async def earlier_runs(*, session: AsyncSession, run: Run) -> list[PastRun]:
         "p_run": run.id or 0,
     }
     found = [
-        (rows.loaded(Run, r), rows.loaded(Request, r, offset=_RUN_WIDTH))
+        (rows.loaded(Run, r, without=_NOT_RUN), rows.loaded(Request, r, offset=_RUN_WIDTH))
         for r in await conn.execute(_EARLIER, params)
     ]
     if not found:
         return []
     found.reverse()  # oldest first
     ids = [r.id for r, _ in found]
-    steps = rows.loaded_all(Step, await conn.execute(_ACTIONS, {"p_ids": ids}))
+    steps = [rows.loaded(Step, s, without=_NOT_STEP) for s in await conn.execute(_ACTIONS, {"p_ids": ids})]
     steers = rows.loaded_all(Request, await conn.execute(_STEERS, {"p_ids": ids}))
     return [
         PastRun(
@@ -59,9 +60,13 @@ async def earlier_runs(*, session: AsyncSession, run: Run) -> list[PastRun]:
     ]
 
 
-_RUN_WIDTH = len(rows.columns(Run))
+# Not read: each earlier run's own history (JSON that grows with the thread: reading the
+# thread's 20 runs decoded 20 histories), and the steps' undo.
+_NOT_RUN = ("history",)
+_NOT_STEP = ("undo",)
+_RUN_WIDTH = len(rows.columns(Run, without=_NOT_RUN))
 _EARLIER = (
-    rows.select_of(Run, *rows.columns(Request))
+    rows.select_of(Run, *rows.columns(Request), without=_NOT_RUN)
     .join_from(Run, Request, col(Request.id) == col(Run.request_id))
     .where(
         col(Run.team_id) == bindparam("p_team"),
@@ -73,7 +78,7 @@ _EARLIER = (
     .limit(EARLIER_LIMIT)
 )
 _ACTIONS = (
-    rows.select_of(Step)
+    rows.select_of(Step, without=_NOT_STEP)
     .where(col(Step.run_id).in_(bindparam("p_ids", expanding=True)), col(Step.kind) == StepKind.action)
     .order_by(col(Step.run_id), col(Step.seq))
 )

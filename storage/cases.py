@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import bindparam, or_, update
+from sqlalchemy import bindparam, insert, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -111,24 +111,33 @@ async def start_handoff(
         returning=Request.id,
     )
     assert request_id is not None, "a handoff's request exists without its run"
-    run = Run(
-        request_id=request_id,
-        agent=handoff.agent,
-        case_id=parent.case,
-        parent_id=parent.id,
-        handoff_key=key,
-        status=RunStatus.waiting if handoff.approval else RunStatus.queued,
-        wait_kind=WaitKind.approval if handoff.approval else None,
-        wait_on="handoff" if handoff.approval else None,
-        wait_reason="a team member approves a customer's case before it starts" if handoff.approval else None,
-        team_id=parent.team_id,
-        channel_id=handoff.channel_id,
-        thread_ts=thread_ts,
-        created_at=t,
+    run = rows.unsaved(
+        Run,
+        dict(
+            request_id=request_id,
+            agent=handoff.agent,
+            case_id=parent.case,
+            parent_id=parent.id,
+            handoff_key=key,
+            status=RunStatus.waiting if handoff.approval else RunStatus.queued,
+            wait_kind=WaitKind.approval if handoff.approval else None,
+            wait_on="handoff" if handoff.approval else None,
+            wait_reason="a team member approves a customer's case before it starts"
+            if handoff.approval
+            else None,
+            team_id=parent.team_id,
+            channel_id=handoff.channel_id,
+            thread_ts=thread_ts,
+            created_at=t,
+        ),
     )
-    session.add(run)
-    await session.flush()
+    conn = await session.connection()  # Core: no unit of work for one row
+    run.id = (await conn.execute(_INSERT_RUN, {c: run.__dict__[c] for c in _RUN_INSERTED})).scalar_one()
     return run, True
+
+
+_RUN_INSERTED = [c.key for c in rows.columns(Run) if c.key != "id"]
+_INSERT_RUN = insert(Run).values({c: bindparam(c) for c in _RUN_INSERTED}).returning(col(Run.id))
 
 
 async def lock_run(*, session: AsyncSession, run_id: int) -> Run | None:

@@ -573,12 +573,12 @@ class RunLoop:
             return
         async with self.rt.db.read() as session:
             for run_id in run_ids:
-                ended = await runs.get_run(session=session, run_id=run_id)
+                ended = await runs.run_without_history(session=session, run_id=run_id)
                 if ended is None:
                     continue
                 parent = None
                 if ended.parent_id is not None:
-                    parent = await runs.get_run(session=session, run_id=ended.parent_id)
+                    parent = await runs.run_without_history(session=session, run_id=ended.parent_id)
                 tracing.run_ended(ended, parent=parent)
 
     async def _acted(self, members: list[Run]) -> bool:

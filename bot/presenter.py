@@ -271,9 +271,9 @@ class Presenter:
                 behind = await runs.run_ahead(session=session, run=run)
             child = parent = None
             if run.wait_kind == WaitKind.handoff and (run.wait_on or "").isdigit():
-                child = await runs.get_run(session=session, run_id=int(run.wait_on or 0))
+                child = await runs.run_without_history(session=session, run_id=int(run.wait_on or 0))
             if run.parent_id is not None:
-                parent = await runs.get_run(session=session, run_id=run.parent_id)
+                parent = await runs.run_without_history(session=session, run_id=run.parent_id)
         paused_by = None if pause is None else ("all agents are" if pause.scope == "*" else f"{run.agent} is")
         self._teams[run_id] = run.team_id
         return RunView(run, request, steps, paused_by, behind, steered, child, parent)
@@ -444,7 +444,7 @@ class Presenter:
     async def _thread_of(self, run_id: int) -> Where | None:
         """The run's thread, for a loading status of a run this process has not shown yet."""
         async with self.db.read() as session:
-            run = await runs.get_run(session=session, run_id=run_id)
+            run = await runs.run_without_history(session=session, run_id=run_id)
         if run is None or not is_ts(run.thread_ts):
             return None
         self._teams[run_id] = run.team_id

@@ -339,6 +339,14 @@ async def run_and_request(
     return RunAndRequest(run, request, int(row[-1] or 0))
 
 
+async def run_without_history(*, session: AsyncSession, run_id: int) -> Run | None:
+    """The run (detached: one Core read, storage.rows), without its `history` (reading it
+    raises): what is shown or traced of a run."""
+    conn = await session.connection()
+    row = (await conn.execute(_RUN_WITHOUT_HISTORY, {"p_run": run_id})).first()
+    return None if row is None else rows.loaded(Run, row, without=_NO_HISTORY)
+
+
 async def status_of(*, session: AsyncSession, run_id: int) -> str | None:
     """The run's status (None: no such run): one column, read with Core."""
     conn = await session.connection()
@@ -348,6 +356,7 @@ async def status_of(*, session: AsyncSession, run_id: int) -> str | None:
 _STATUS_OF = select(Run.status).where(col(Run.id) == bindparam("p_run"))
 _NO_HISTORY = ("history",)
 _STEERS = aliased(Request)
+_RUN_WITHOUT_HISTORY = rows.select_of(Run, without=_NO_HISTORY).where(col(Run.id) == bindparam("p_run"))
 _RUN_AND_REQUEST = {
     without: rows.select_of(
         Run,

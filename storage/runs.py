@@ -301,10 +301,17 @@ async def set_history(
 ) -> None:
     """Keep the thread's history the run was shown (taken once, by the run's lease holder;
     agents.conversation), and `planner` with it when given."""
-    values: dict[str, Any] = {"history": history}
-    if planner is not None:
-        values["planner"] = planner
-    await session.exec(update(Run).where(col(Run.id) == run_id).values(**values))
+    conn = await session.connection()  # Core: every run's start writes it
+    params = {"p_run": run_id, "history": history, "planner": planner}
+    await conn.execute(_SET_HISTORY[planner is not None], params)
+
+
+_SET_HISTORY = {
+    with_planner: update(Run)
+    .where(col(Run.id) == bindparam("p_run"))
+    .values(history=bindparam("history"), **({"planner": bindparam("planner")} if with_planner else {}))
+    for with_planner in (False, True)
+}
 
 
 async def set_planner(*, session: AsyncSession, run_id: int, planner: str) -> None:

@@ -14,8 +14,9 @@ providers' prompt caches and local servers' prefix caches work.
 from __future__ import annotations
 
 import json
-from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from collections import OrderedDict, defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from agents.config import AgentConfig
@@ -201,7 +202,21 @@ def _cut(text: str, limit: int) -> str:
 
 def snapshot(runs: list[EarlierRun], messages: list[dict[str, Any]]) -> dict[str, Any]:
     """What `runs.history` keeps: the runs as data (for planners) and as the model reads them."""
-    return {"runs": [asdict(r) for r in runs], "messages": messages}
+    return {"runs": [_as_data(r) for r in runs], "messages": messages}
+
+
+def _as_data(run: EarlierRun) -> dict[str, Any]:
+    """`dataclasses.asdict` of the run, without its deep copy of every value (20 runs took a
+    millisecond): the snapshot is written as JSON at once, and kept with the run as it was
+    written (`_thread`), so it may share the journal's values with the runs remembered."""
+    data = {f.name: getattr(run, f.name) for f in _RUN_FIELDS}
+    data["actions"] = [{f.name: getattr(a, f.name) for f in _ACTION_FIELDS} for a in run.actions]
+    data["steering"] = list(run.steering)
+    return data
+
+
+_RUN_FIELDS = fields(EarlierRun)
+_ACTION_FIELDS = fields(PastAction)
 
 
 def from_snapshot(data: dict[str, Any] | list[Any] | None) -> tuple[list[EarlierRun], list[dict[str, Any]]]:
@@ -245,6 +260,33 @@ def system_prompt(agent: AgentConfig, request: Request, run_id: int) -> str:
         "Earlier messages, if any, are this thread's conversation so far: what was asked before, "
         "and what you did and answered then."
     )
+
+
+class SystemPrompts:
+    """The system prompt of each run in flight, kept from one attempt to the next: a run that
+    waited (a handoff's outcome, an approval, a pause) goes on without rendering it again. The
+    same agent (the same configuration object: a reload renders it anew) and the same role of
+    the requester (verified late, it may change) give the same prompt; nothing else it reads
+    changes within a run (`system_prompt`)."""
+
+    def __init__(self, limit: int = 2000) -> None:
+        self.limit = limit
+        self._kept: OrderedDict[int, tuple[AgentConfig, str, str]] = OrderedDict()
+
+    def of(self, agent: AgentConfig, request: Request, run_id: int, render: Callable[[], str]) -> str:
+        kept = self._kept.get(run_id)
+        if kept is not None and kept[0] is agent and kept[1] == request.requester_role:
+            self._kept.move_to_end(run_id)
+            return kept[2]
+        text = render()
+        self._kept[run_id] = (agent, request.requester_role, text)
+        if len(self._kept) > self.limit:  # runs that wait for ever, or ended elsewhere
+            self._kept.popitem(last=False)
+        return text
+
+    def forget(self, run_id: int) -> None:
+        """The run ended."""
+        self._kept.pop(run_id, None)
 
 
 def steering_message(steer: Request) -> dict[str, Any]:

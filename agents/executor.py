@@ -18,7 +18,7 @@ from agents.config import AUTONOMY_ORDER
 from agents.errors import ActionError
 from agents.model import ToolCall
 from agents.runtime import Runtime
-from storage import approvals, cases, journal, locks, steering
+from storage import approvals, cases, journal, locks
 from storage.clock import now
 from storage.models import FINAL_STATUSES, ApprovalStatus, Step, StepKind, StepStatus, WaitKind
 from storage.runs import Wait
@@ -95,7 +95,7 @@ class Executor:
         busy: str | None = None
         steered = False
         async with self.rt.db.write() as session:
-            stop = await gate.stop(
+            stop, unread = await gate.boundary(
                 session=session,
                 run_id=self.run_id,
                 agent=self.agent,
@@ -106,8 +106,8 @@ class Executor:
             )
             # A reply in the thread came in after the model decided this call: the call waits for
             # the model to read it (at the run's next model turn) and decide again.
-            steered = stop is None and bool(await steering.unread(session=session, run_id=self.run_id))
-            if steered:  # the lease was renewed by gate.stop, in this transaction
+            steered = stop is None and unread > 0
+            if steered:  # the lease was renewed by gate.boundary, in this transaction
                 t = now()
                 await journal.add_step(
                     session=session,

@@ -95,10 +95,38 @@ async def stop(
     None for an agent with neither, so such a step does no more work than before.
     `team_id`: the run's workspace, whose pauses stop it (and those of every workspace).
     """
-    undone_by = await runs.renew_lease(session=session, run_id=run_id, worker_id=worker_id, lease=lease)
-    if undone_by:
-        return UndoRequested(undone_by)
-    pause = await controls.paused_scope(session=session, agent=agent, team_id=team_id)
+    stopped, _ = await boundary(
+        session=session,
+        run_id=run_id,
+        agent=agent,
+        worker_id=worker_id,
+        lease=lease,
+        budget=budget,
+        team_id=team_id,
+    )
+    return stopped
+
+
+async def boundary(
+    *,
+    session: AsyncSession,
+    run_id: int,
+    agent: str,
+    worker_id: str,
+    lease: timedelta,
+    budget: Budget | None = None,
+    team_id: str = "",
+) -> tuple[Interrupted | None, int]:
+    """`stop`, and how many replies steering the run it has not read yet (storage.steering):
+    the lease, the undo, the pause and the replies are one statement (`runs.renew_at_boundary`)."""
+    seen = await runs.renew_at_boundary(
+        session=session, run_id=run_id, worker_id=worker_id, lease=lease, agent=agent, team_id=team_id
+    )
+    if seen.undone_by:
+        return UndoRequested(seen.undone_by), seen.unread
+    pause = None
+    if seen.paused:  # which pause: everything's first, then the agent's (storage.controls)
+        pause = await controls.paused_scope(session=session, agent=agent, team_id=team_id)
     if pause is not None:
         paused = Paused(pause.scope)
         await wait(
@@ -107,10 +135,10 @@ async def stop(
             worker_id=worker_id,
             wait=Wait(WaitKind.paused, pause.scope, str(paused)),
         )
-        return paused
+        return paused, seen.unread
     if budget is not None:
-        return await budget.stop(session=session, run_id=run_id, worker_id=worker_id)
-    return None
+        return await budget.stop(session=session, run_id=run_id, worker_id=worker_id), seen.unread
+    return None, seen.unread
 
 
 async def wait(*, session: AsyncSession, run_id: int, worker_id: str, wait: Wait) -> None:

@@ -30,6 +30,7 @@ from storage import approvals, cases, journal, requests, runs, steering, threads
 from storage.clock import now
 from storage.models import ApprovalStatus, Request, Run, RunStatus, Step, StepKind, StepStatus, WaitKind
 from storage.runs import Wait
+from storage.threads import PastRun
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +41,12 @@ MODEL_RETRY_MAX = 60.0
 UNDO_RETRY = timedelta(seconds=1)  # a case's undo looks again this soon for its runs to stop
 
 
+def _may_move(request: Request) -> bool:
+    """Whether the run's thread may be created as it starts (bot.presenter opens one for a
+    slash command, and for work handed over from another thread): its thread is read after."""
+    return request.kind in ("command", "handoff")
+
+
 class RunLoop:
     def __init__(self, rt: Runtime, run_id: int) -> None:
         self.rt = rt
@@ -47,12 +54,21 @@ class RunLoop:
 
     async def execute(self) -> None:
         """Work the run until it finishes or must wait. Raises LeaseLost if another worker took it."""
+        # One read for what the run starts from: itself, its request, its journal, the replies
+        # it read, and (the first time) its thread's earlier runs.
         async with self.rt.db.read() as session:
-            run = await runs.get_run(session=session, run_id=self.run_id)
-            request = await requests.get_request(session=session, request_id=run.request_id) if run else None
+            found = await runs.run_and_request(session=session, run_id=self.run_id)
+            if found is None or found[0].worker_id != self.rt.worker_id:
+                return
+            run, request, steers = found
             steps = await journal.steps_of(session=session, run_id=self.run_id)
-        if run is None or request is None or run.worker_id != self.rt.worker_id:
-            return
+            # A reply is read only in the transaction that journals the step after it.
+            self.steered = []
+            if steps and steers:
+                self.steered = await steering.of_run(session=session, run_id=self.run_id)
+            self.past: list[PastRun] | None = None
+            if run.history is None and not _may_move(request):
+                self.past = await threads.earlier_runs(session=session, run=run)
         with tracing.attempt(run, worker=self.rt.worker_id):
             await self._execute(run, request, steps)
 
@@ -63,9 +79,10 @@ class RunLoop:
             return
         logcontext.bind_run(agent=run.agent, channel=run.channel_id, thread=run.thread_ts)
         await self.rt.reporter.run_started(self.run_id)
-        async with self.rt.db.read() as session:  # the thread may have just been created
-            run = await runs.get_run(session=session, run_id=self.run_id) or run
-        self.run = run
+        if _may_move(request):  # the thread may have just been created
+            async with self.rt.db.read() as session:
+                run = await runs.get_run(session=session, run_id=self.run_id) or run
+            self.run = run
         self.requester = Requester(request.team_id, request.channel_id, request.user_id, run.thread_ts)
         agent = self.rt.config.agent(run.agent)
         if agent is None:
@@ -100,9 +117,7 @@ class RunLoop:
             return
         if request.kind == "handoff" and not await self._handoff_approved():
             return
-        if run.planner != planner.label:
-            async with self.rt.db.write() as session:
-                await runs.set_planner(session=session, run_id=self.run_id, planner=planner.label)
+        self.planner_label = planner.label
         try:
             await self._work(planner, steps)
         except gate.UndoRequested as stop:
@@ -118,10 +133,13 @@ class RunLoop:
     async def _work(self, planner: Planner, steps: list[Step]) -> None:
         earlier, history = await self._thread()
         self.context = TurnContext(requester=self.request.user_id, thread=tuple(earlier))
-        async with self.rt.db.read() as session:
-            steered = await steering.of_run(session=session, run_id=self.run_id)
-        system = self.rt.redactor.clean(  # what instructions read from the environment stays here
-            conversation.system_prompt(self.agent, self.request, self.run_id)
+        steered = self.steered
+        system = self.rt.prompts.of(
+            self.agent,
+            self.request,
+            self.run_id,
+            # what instructions read from the environment stays here
+            lambda: self.rt.redactor.clean(conversation.system_prompt(self.agent, self.request, self.run_id)),
         )
         messages = conversation.rebuild(system, history, self.request.text, steps, steered)
         if not await self._reconcile(steps, messages):
@@ -158,15 +176,21 @@ class RunLoop:
     async def _thread(self) -> tuple[list[EarlierRun], list[dict[str, Any]]]:
         """The thread so far: taken from the journal the first time the run asks the model, and
         kept with the run, so a resumed run reads the same (agents.conversation)."""
+        planner = self.planner_label if self.run.planner != self.planner_label else None
         if self.run.history is not None:
+            if planner is not None:
+                async with self.rt.db.write() as session:
+                    await runs.set_planner(session=session, run_id=self.run_id, planner=planner)
             return conversation.from_snapshot(self.run.history)
-        async with self.rt.db.read() as session:
-            past = await threads.earlier_runs(session=session, run=self.run)
+        past = self.past
+        if past is None:
+            async with self.rt.db.read() as session:
+                past = await threads.earlier_runs(session=session, run=self.run)
         earlier = conversation.remember(past, for_customer=self.request.requester_role != "member")
         history = conversation.history(earlier, self.agent.history_tokens)
         kept = conversation.snapshot(earlier, history)
-        async with self.rt.db.write() as session:
-            await runs.set_history(session=session, run_id=self.run_id, history=kept)
+        async with self.rt.db.write() as session:  # the planner with it: one write as the run starts
+            await runs.set_history(session=session, run_id=self.run_id, history=kept, planner=planner)
         self.run.history = kept
         return earlier, history
 
@@ -178,7 +202,7 @@ class RunLoop:
         self, planner: Planner, messages: list[dict[str, Any]], tools: list[dict[str, Any]]
     ) -> Turn | None:
         async with self.rt.db.write() as session:
-            stop = await gate.stop(
+            stop, unread = await gate.boundary(
                 session=session,
                 run_id=self.run_id,
                 agent=self.agent.name,
@@ -187,8 +211,8 @@ class RunLoop:
                 team_id=self.requester.team_id,
                 budget=self.budget,
             )
-            if stop is None:  # the lease was renewed by gate.stop, in this transaction
-                read = await steering.read(session=session, run_id=self.run_id)
+            if stop is None:  # the lease was renewed by gate.boundary, in this transaction
+                read = await steering.read(session=session, run_id=self.run_id) if unread else []
                 step = await journal.add_step(
                     session=session,
                     run_id=self.run_id,
@@ -484,6 +508,7 @@ class RunLoop:
             )
         if not ended:
             return False
+        self.rt.prompts.forget(self.run_id)
         await self._traced_end([self.run_id])
         metrics.RUNS_FINISHED.labels(self.run.agent, status).inc()
         if status == RunStatus.rolled_back:
@@ -548,12 +573,12 @@ class RunLoop:
             return
         async with self.rt.db.read() as session:
             for run_id in run_ids:
-                ended = await runs.get_run(session=session, run_id=run_id)
+                ended = await runs.run_without_history(session=session, run_id=run_id)
                 if ended is None:
                     continue
                 parent = None
                 if ended.parent_id is not None:
-                    parent = await runs.get_run(session=session, run_id=ended.parent_id)
+                    parent = await runs.run_without_history(session=session, run_id=ended.parent_id)
                 tracing.run_ended(ended, parent=parent)
 
     async def _acted(self, members: list[Run]) -> bool:

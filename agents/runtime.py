@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from agents.actions.registry import Registry
 from agents.config import AgentConfig, Config
+from agents.conversation import SystemPrompts
 from agents.mcp import McpManager
 from agents.model import Planner
 from agents.ports import Chat, Reporter, Roles
@@ -62,6 +63,9 @@ class Runtime:
     def chat_for(self, team_id: str) -> Chat:
         """How Slack actions of a run in workspace `team_id` post and delete messages."""
         return self.chats(team_id) if self.chats is not None else self.chat
+
+    prompts: SystemPrompts = field(default_factory=SystemPrompts)
+    """The system prompts of the runs in flight, kept between their attempts."""
 
     dry_run: DryRun | None = None
     """Set for `chatops replay` and `chatops eval` (agents.dryrun): the executor answers every

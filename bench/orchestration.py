@@ -379,7 +379,8 @@ async def one_feature(
             tracing.shutdown()  # exports what is buffered, outside the measurement
     assert await _status(db, run_id) == RunStatus.succeeded
     if isinstance(reporter, LoadingReporter) and isinstance(reporter.surface, RecordingSurface):
-        assert len(reporter.surface.calls) >= 2 * FEATURE_ROUNDS + 1, reporter.surface.calls
+        # Paced (bot.loading: at most one change a second), so a quick run shows its first step's.
+        assert reporter.surface.calls, "no loading status shown"
     if exporter is not None:
         assert len(exporter.get_finished_spans()) >= 2 * FEATURE_ROUNDS + 2, "no spans exported"
     inside = model.seconds + noop.seconds

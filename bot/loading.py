@@ -80,11 +80,14 @@ class LoadingStatus:
         self.pace = pace
         self.enabled = enabled
         self._threads: dict[int, _Thread] = {}
+        self._seen: dict[int, Where] = {}  # threads known before their run's first status
 
     def seen(self, run_id: int, where: Where) -> None:
-        """Where the run's thread is (saves loading it)."""
+        """Where the run's thread is (saves loading it), known before or after its first status."""
         thread = self._threads.get(run_id)
-        if thread is not None and thread.where is None:
+        if thread is None:
+            self._seen[run_id] = where
+        elif thread.where is None:
             thread.where = where
 
     def show(self, run_id: int, status: str) -> None:
@@ -92,12 +95,15 @@ class LoadingStatus:
         the run has replied)."""
         if not self.enabled:
             return
-        thread = self._threads.setdefault(run_id, _Thread())
+        thread = self._threads.get(run_id)
+        if thread is None:
+            thread = self._threads[run_id] = _Thread(where=self._seen.pop(run_id, None))
         thread.wanted = status
         self._kick(run_id, thread)
 
     def forget(self, run_id: int) -> None:
         """The run is done with: a later step (an undo's) starts afresh."""
+        self._seen.pop(run_id, None)
         thread = self._threads.pop(run_id, None)
         if thread is not None and thread.refresh is not None:
             thread.refresh.cancel()

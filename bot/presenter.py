@@ -32,7 +32,7 @@ from bot.loading import REFRESH, LoadingStatus, Where
 from bot.render import Message, escape, render
 from bot.run_view import FINAL_REACTION, RunView, final_reaction, loading_status, run_link
 from bot.surface import OneSurface, Surface, Surfaces
-from storage import approvals, controls, journal, requests, runs, steering
+from storage import approvals, controls, journal, runs, steering
 from storage.engine import Database
 from storage.models import Request, Run, RunStatus, WaitKind
 from storage.runs import PENDING
@@ -255,29 +255,26 @@ class Presenter:
 
     async def _running(self, run_id: int) -> bool:
         async with self.db.read() as session:
-            run = await runs.get_run(session=session, run_id=run_id)
-        return run is not None and run.status == RunStatus.running
+            return await runs.status_of(session=session, run_id=run_id) == RunStatus.running
 
     async def _load(self, run_id: int) -> RunView | None:
         async with self.db.read() as session:
-            run = await runs.get_run(session=session, run_id=run_id)
-            if run is None:
+            found = await runs.run_and_request(session=session, run_id=run_id, history=False)
+            if found is None:
                 return None
-            request = await requests.get_request(session=session, request_id=run.request_id)
+            run, request, steers = found
             steps = await journal.steps_of(session=session, run_id=run_id)
-            steered = await steering.of_run(session=session, run_id=run_id)
+            steered = await steering.of_run(session=session, run_id=run_id) if steers else []
             pause, behind = None, None
             if run.status == RunStatus.queued:
                 pause = await controls.paused_scope(session=session, agent=run.agent, team_id=run.team_id)
                 behind = await runs.run_ahead(session=session, run=run)
             child = parent = None
             if run.wait_kind == WaitKind.handoff and (run.wait_on or "").isdigit():
-                child = await runs.get_run(session=session, run_id=int(run.wait_on or 0))
+                child = await runs.run_without_history(session=session, run_id=int(run.wait_on or 0))
             if run.parent_id is not None:
-                parent = await runs.get_run(session=session, run_id=run.parent_id)
+                parent = await runs.run_without_history(session=session, run_id=run.parent_id)
         paused_by = None if pause is None else ("all agents are" if pause.scope == "*" else f"{run.agent} is")
-        if request is None:
-            return None
         self._teams[run_id] = run.team_id
         return RunView(run, request, steps, paused_by, behind, steered, child, parent)
 
@@ -449,7 +446,7 @@ class Presenter:
     async def _thread_of(self, run_id: int) -> Where | None:
         """The run's thread, for a loading status of a run this process has not shown yet."""
         async with self.db.read() as session:
-            run = await runs.get_run(session=session, run_id=run_id)
+            run = await runs.run_without_history(session=session, run_id=run_id)
         if run is None or not is_ts(run.thread_ts):
             return None
         self._teams[run_id] = run.team_id

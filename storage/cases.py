@@ -11,10 +11,11 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 
-from sqlalchemy import or_, update
+from sqlalchemy import bindparam, insert, or_, update
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import rows
 from storage import runs as runs_
 from storage.clock import now
 from storage.dialect import insert_ignore
@@ -64,15 +65,26 @@ class Handoff:
     """It waits for a team member's Approve before it acts (a customer's case)."""
 
 
+async def handoff_of(*, session: AsyncSession, parent_id: int, key: str) -> Run | None:
+    """The run that the handoff call `key` of run `parent_id` started, if it did (detached:
+    a Core read, storage.rows)."""
+    conn = await session.connection()
+    row = (await conn.execute(_HANDOFF_OF, {"p_parent": parent_id, "p_key": key})).first()
+    return None if row is None else rows.loaded(Run, row)
+
+
+_HANDOFF_OF = rows.select_of(Run).where(
+    col(Run.parent_id) == bindparam("p_parent"), col(Run.handoff_key) == bindparam("p_key")
+)
+
+
 async def start_handoff(
     *, session: AsyncSession, parent: Run, key: str, handoff: Handoff
 ) -> tuple[Run, bool]:
     """The run a handoff call started: created the first time (with its request, the brief),
     found again every time after. Returns (run, created)."""
     assert parent.id is not None
-    found = (
-        await session.exec(select(Run).where(col(Run.parent_id) == parent.id, col(Run.handoff_key) == key))
-    ).first()
+    found = await handoff_of(session=session, parent_id=parent.id, key=key)
     if found is not None:
         return found, False
     request_of_parent = await session.get(Request, parent.request_id)
@@ -99,33 +111,44 @@ async def start_handoff(
         returning=Request.id,
     )
     assert request_id is not None, "a handoff's request exists without its run"
-    run = Run(
-        request_id=request_id,
-        agent=handoff.agent,
-        case_id=parent.case,
-        parent_id=parent.id,
-        handoff_key=key,
-        status=RunStatus.waiting if handoff.approval else RunStatus.queued,
-        wait_kind=WaitKind.approval if handoff.approval else None,
-        wait_on="handoff" if handoff.approval else None,
-        wait_reason="a team member approves a customer's case before it starts" if handoff.approval else None,
-        team_id=parent.team_id,
-        channel_id=handoff.channel_id,
-        thread_ts=thread_ts,
-        created_at=t,
+    run = rows.unsaved(
+        Run,
+        dict(
+            request_id=request_id,
+            agent=handoff.agent,
+            case_id=parent.case,
+            parent_id=parent.id,
+            handoff_key=key,
+            status=RunStatus.waiting if handoff.approval else RunStatus.queued,
+            wait_kind=WaitKind.approval if handoff.approval else None,
+            wait_on="handoff" if handoff.approval else None,
+            wait_reason="a team member approves a customer's case before it starts"
+            if handoff.approval
+            else None,
+            team_id=parent.team_id,
+            channel_id=handoff.channel_id,
+            thread_ts=thread_ts,
+            created_at=t,
+        ),
     )
-    session.add(run)
-    await session.flush()
+    conn = await session.connection()  # Core: no unit of work for one row
+    run.id = (await conn.execute(_INSERT_RUN, {c: run.__dict__[c] for c in _RUN_INSERTED})).scalar_one()
     return run, True
+
+
+_RUN_INSERTED = [c.key for c in rows.columns(Run) if c.key != "id"]
+_INSERT_RUN = insert(Run).values({c: bindparam(c) for c in _RUN_INSERTED}).returning(col(Run.id))
 
 
 async def lock_run(*, session: AsyncSession, run_id: int) -> Run | None:
     """The run, its row locked until the transaction ends (PostgreSQL; SQLite's writers take
     turns anyway): a parent deciding to wait and its child ending cannot cross."""
-    stmt = (
-        select(Run).where(col(Run.id) == run_id).with_for_update().execution_options(populate_existing=True)
-    )
-    return (await session.exec(stmt)).first()
+    conn = await session.connection()  # Core (detached, storage.rows): a handoff locks two runs
+    row = (await conn.execute(_LOCK_RUN, {"p_run": run_id})).first()
+    return None if row is None else rows.loaded(Run, row)
+
+
+_LOCK_RUN = rows.select_of(Run).where(col(Run.id) == bindparam("p_run")).with_for_update()
 
 
 async def request_case_undo(*, session: AsyncSession, run_id: int, by_user: str) -> tuple[str, Run | None]:

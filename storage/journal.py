@@ -9,6 +9,7 @@ from sqlalchemy import bindparam, insert, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import rows
 from storage.clock import now
 from storage.models import Step, StepKind, StepStatus
 from storage.runs import renew_lease
@@ -36,8 +37,8 @@ async def add_step(*, session: AsyncSession, run_id: int, kind: StepKind, name: 
     One INSERT that numbers the step itself (the next `seq` is a subquery) and returns its
     id: no `max(seq)` round trip and no ORM flush, on the path every step takes.
     """
-    step = Step(run_id=run_id, seq=0, kind=kind, name=name, **fields)
-    params = {c: getattr(step, c) for c in _INSERTED}
+    step = rows.unsaved(Step, {"run_id": run_id, "seq": 0, "kind": kind, "name": name, **fields})
+    params = {c: step.__dict__[c] for c in _INSERTED}
     params["next_seq_run_id"] = run_id
     conn = await session.connection()
     step.id, step.seq = (await conn.execute(_INSERT_STEP, params)).one()
@@ -109,8 +110,13 @@ async def settle_intents(*, session: AsyncSession, run_id: int, error: str) -> i
 
 
 async def steps_of(*, session: AsyncSession, run_id: int) -> list[Step]:
-    stmt = select(Step).where(Step.run_id == run_id).order_by(col(Step.seq))
-    return list((await session.exec(stmt)).all())
+    """The run's steps in order (detached: a Core read, storage.rows; every run start,
+    presenter refresh and run end reads them)."""
+    conn = await session.connection()
+    return rows.loaded_all(Step, await conn.execute(_STEPS_OF, {"p_run": run_id}))
+
+
+_STEPS_OF = rows.select_of(Step).where(col(Step.run_id) == bindparam("p_run")).order_by(col(Step.seq))
 
 
 async def get_step(*, session: AsyncSession, step_id: int) -> Step | None:

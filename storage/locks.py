@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import delete
+from sqlalchemy import bindparam, delete
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
@@ -43,12 +43,14 @@ async def would_deadlock(*, session: AsyncSession, run_id: int, holder: int) -> 
 
 async def release_all(*, session: AsyncSession, run_id: int) -> list[str]:
     """Drop every lock the run holds; returns the resources freed."""
-    held = list(
-        (await session.exec(select(ResourceLock.resource).where(ResourceLock.run_id == run_id))).all()
-    )
+    conn = await session.connection()  # Core: every ending run asks
+    held = [row[0] for row in await conn.execute(_HELD, {"p_run": run_id})]
     if held:
         await session.exec(delete(ResourceLock).where(col(ResourceLock.run_id) == run_id))
     return held
+
+
+_HELD = select(ResourceLock.resource).where(col(ResourceLock.run_id) == bindparam("p_run"))
 
 
 async def held_by(*, session: AsyncSession, run_id: int) -> list[str]:

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, bindparam, case, exists, or_, update
+from sqlalchemy import String, and_, bindparam, case, exists, or_, update
 from sqlalchemy.orm import aliased
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
-from storage import locks, steering
+from storage import controls, locks, rows, steering
 from storage.clock import now
-from storage.models import ACTIVE_STATUSES, Request, Run, RunStatus, WaitKind
+from storage.dialect import dialect_of
+from storage.models import ACTIVE_STATUSES, Control, Request, Run, RunStatus, WaitKind
 
 
 @dataclass(frozen=True)
@@ -118,7 +120,7 @@ async def renew_lease(*, session: AsyncSession, run_id: int, worker_id: str, lea
     return row[0]
 
 
-_RENEW_LEASE = (
+_RENEW = (
     update(Run)
     .where(
         col(Run.id) == bindparam("p_run"),
@@ -126,8 +128,59 @@ _RENEW_LEASE = (
         col(Run.status) == RunStatus.running,
     )
     .values(lease_expires_at=bindparam("p_expires"), updated_at=bindparam("p_now"))
-    .returning(col(Run.undone_by))
 )
+_RENEW_LEASE = _RENEW.returning(col(Run.undone_by))
+
+
+@dataclass(frozen=True)
+class Boundary:
+    """What a run learns as it renews its lease at a step boundary (`renew_at_boundary`)."""
+
+    undone_by: str | None
+    """Who asked for the run to be undone, if anyone."""
+    paused: bool
+    """A pause may stop it (`controls.paused_scope` says which)."""
+    unread: int
+    """Replies in the thread that steer it and that it has not read yet (storage.steering)."""
+
+
+async def renew_at_boundary(
+    *, session: AsyncSession, run_id: int, worker_id: str, lease: timedelta, agent: str, team_id: str
+) -> Boundary:
+    """`renew_lease`, and in the same statement whether a pause of `agent` in `team_id` (or of
+    everything, or everywhere) is set and how many steering replies are unread: every step
+    asks all three, so they are one round trip (scalar subqueries of the UPDATE's RETURNING)."""
+    t = now()
+    conn = await session.connection()
+    params = {
+        "p_run": run_id,
+        "p_worker": worker_id,
+        "p_expires": t + lease,
+        "p_now": t,
+        "p_agent": agent,
+        "p_team": team_id,
+    }
+    row = (await conn.execute(_RENEW_AT_BOUNDARY, params)).first()
+    if row is None:
+        raise LeaseLost(run_id, worker_id)
+    return Boundary(undone_by=row[0], paused=bool(row[1]), unread=int(row[2] or 0))
+
+
+_PAUSE_SET = (
+    select(Control.scope)
+    .where(
+        col(Control.scope).in_([controls.ALL, bindparam("p_agent", type_=String)]),
+        col(Control.team_id).in_([controls.EVERYWHERE, bindparam("p_team", type_=String)]),
+        col(Control.paused),
+    )
+    .exists()
+)
+_UNREAD = (
+    select(func.count())
+    .where(col(Request.steers_run_id) == bindparam("p_run"), col(Request.steer_seq).is_(None))
+    .scalar_subquery()
+)
+_RENEW_AT_BOUNDARY = _RENEW.returning(col(Run.undone_by), _PAUSE_SET, _UNREAD)
 
 
 async def renew_leases(
@@ -168,42 +221,60 @@ async def release(
     if unless_steered:
         # The row first: a reply being attached (steering.run_to_steer locks it too) is either
         # committed before this looks, or attached after this run has ended (then it cannot be).
-        await session.exec(select(Run.id).where(col(Run.id) == run_id).with_for_update())
+        # SQLite has no row locks: its write transaction already excludes the attaching one.
+        if dialect_of(session) != "sqlite":
+            await session.exec(select(Run.id).where(col(Run.id) == run_id).with_for_update())
         if await steering.unread(session=session, run_id=run_id):
             return False
     t = now()
-    values: dict[str, Any] = {
+    final = status not in ACTIVE_STATUSES
+    params: dict[str, Any] = {
+        "p_run": run_id,
+        "p_worker": worker_id,
         "status": status,
         "wait_kind": wait.kind if wait else None,
         "wait_on": wait.on if wait else None,
         "wake_at": wait.wake_at if wait else None,
         "wait_reason": wait.reason[:255] if wait else None,
-        "worker_id": None,
-        "lease_expires_at": None,
         "updated_at": t,
     }
     if outcome is not None:
-        values["outcome"] = outcome
+        params["outcome"] = outcome
     if error is not None:
-        values["error"] = error
-    if status not in ACTIVE_STATUSES:
-        values["finished_at"] = t
-    stmt = update(Run).where(col(Run.id) == run_id, col(Run.worker_id) == worker_id).values(**values)
-    result = await session.exec(stmt)
+        params["error"] = error
+    if final:
+        params["finished_at"] = t
+    conn = await session.connection()
+    result = await conn.execute(_release_statement(outcome is not None, error is not None, final), params)
     if not result.rowcount:
         raise LeaseLost(run_id, worker_id)
     if status not in ACTIVE_STATUSES:
-        await ended(session=session, run_id=run_id)
+        # unless_steered: no reply is unread (looked at above, the row locked), none to hand over
+        await ended(session=session, run_id=run_id, unread=not unless_steered)
     return True
 
 
-async def ended(*, session: AsyncSession, run_id: int) -> None:
+@functools.cache
+def _release_statement(outcome: bool, error: bool, final: bool) -> Any:
+    """`release`'s UPDATE for the columns it sets: prebuilt (every run ends, most wait)."""
+    columns = ["status", "wait_kind", "wait_on", "wake_at", "wait_reason", "updated_at"]
+    columns += ["outcome"] * outcome + ["error"] * error + ["finished_at"] * final
+    return (
+        update(Run)
+        .where(col(Run.id) == bindparam("p_run"), col(Run.worker_id) == bindparam("p_worker"))
+        .values(worker_id=None, lease_expires_at=None, **{c: bindparam(c) for c in columns})
+    )
+
+
+async def ended(*, session: AsyncSession, run_id: int, unread: bool = True) -> None:
     """A run reached a final status: it frees what it was acting on (the runs waiting for it go
     again), the replies it did not read become runs of their own, and a run that handed it
-    its work goes on with the outcome."""
+    its work goes on with the outcome. `unread`: False when this transaction has seen that the
+    run has no unread reply (after locking its row)."""
     for resource in await locks.release_all(session=session, run_id=run_id):
         await requeue_waiting(session=session, kind=WaitKind.resource, on=resource)
-    await steering.hand_over(session=session, run_id=run_id)
+    if unread:
+        await steering.hand_over(session=session, run_id=run_id)
     await requeue_waiting(session=session, kind=WaitKind.handoff, on=str(run_id))
 
 
@@ -225,10 +296,22 @@ _ADD_USAGE = (
 )
 
 
-async def set_history(*, session: AsyncSession, run_id: int, history: dict[str, Any]) -> None:
+async def set_history(
+    *, session: AsyncSession, run_id: int, history: dict[str, Any], planner: str | None = None
+) -> None:
     """Keep the thread's history the run was shown (taken once, by the run's lease holder;
-    agents.conversation)."""
-    await session.exec(update(Run).where(col(Run.id) == run_id).values(history=history))
+    agents.conversation), and `planner` with it when given."""
+    conn = await session.connection()  # Core: every run's start writes it
+    params = {"p_run": run_id, "history": history, "planner": planner}
+    await conn.execute(_SET_HISTORY[planner is not None], params)
+
+
+_SET_HISTORY = {
+    with_planner: update(Run)
+    .where(col(Run.id) == bindparam("p_run"))
+    .values(history=bindparam("history"), **({"planner": bindparam("planner")} if with_planner else {}))
+    for with_planner in (False, True)
+}
 
 
 async def set_planner(*, session: AsyncSession, run_id: int, planner: str) -> None:
@@ -237,6 +320,61 @@ async def set_planner(*, session: AsyncSession, run_id: int, planner: str) -> No
 
 async def get_run(*, session: AsyncSession, run_id: int) -> Run | None:
     return await session.get(Run, run_id, populate_existing=True)
+
+
+class RunAndRequest(NamedTuple):
+    run: Run
+    request: Request
+    steered: int
+    """How many replies steer the run, read or not (storage.steering.of_run has them)."""
+
+
+async def run_and_request(
+    *, session: AsyncSession, run_id: int, history: bool = True
+) -> RunAndRequest | None:
+    """The run and its request, read together (detached: one Core read, storage.rows): what
+    a worker starting the run and the presenter showing it read first. None if either is gone.
+    `history`: False leaves out the thread's history the run keeps (`Run.history`: JSON that
+    grows with the thread; reading it raises), which only the run itself reads."""
+    conn = await session.connection()
+    without = () if history else _NO_HISTORY
+    row = (await conn.execute(_RUN_AND_REQUEST[without], {"p_run": run_id})).first()
+    if row is None:
+        return None
+    run = rows.loaded(Run, row, without=without)
+    request = rows.loaded(Request, row, offset=len(rows.columns(Run, without=without)))
+    return RunAndRequest(run, request, int(row[-1] or 0))
+
+
+async def run_without_history(*, session: AsyncSession, run_id: int) -> Run | None:
+    """The run (detached: one Core read, storage.rows), without its `history` (reading it
+    raises): what is shown or traced of a run."""
+    conn = await session.connection()
+    row = (await conn.execute(_RUN_WITHOUT_HISTORY, {"p_run": run_id})).first()
+    return None if row is None else rows.loaded(Run, row, without=_NO_HISTORY)
+
+
+async def status_of(*, session: AsyncSession, run_id: int) -> str | None:
+    """The run's status (None: no such run): one column, read with Core."""
+    conn = await session.connection()
+    return (await conn.execute(_STATUS_OF, {"p_run": run_id})).scalar()
+
+
+_STATUS_OF = select(Run.status).where(col(Run.id) == bindparam("p_run"))
+_NO_HISTORY = ("history",)
+_STEERS = aliased(Request)
+_RUN_WITHOUT_HISTORY = rows.select_of(Run, without=_NO_HISTORY).where(col(Run.id) == bindparam("p_run"))
+_RUN_AND_REQUEST = {
+    without: rows.select_of(
+        Run,
+        *rows.columns(Request),
+        select(func.count()).where(col(_STEERS.steers_run_id) == col(Run.id)).scalar_subquery(),
+        without=without,
+    )
+    .join_from(Run, Request, col(Request.id) == col(Run.request_id))
+    .where(col(Run.id) == bindparam("p_run"))
+    for without in ((), _NO_HISTORY)
+}
 
 
 async def requeue_waiting(
@@ -249,6 +387,10 @@ async def requeue_waiting(
 ) -> list[int]:
     """Put runs waiting for `kind` (that `on`, of that `agent`, in that workspace, when given)
     back in the queue."""
+    if on is not None and agent is None and team_id is None:  # every ending run asks this
+        conn = await session.connection()
+        found = await conn.execute(_REQUEUE_ON, {"p_kind": kind, "p_on": on, "p_now": now()})
+        return [row[0] for row in found if row[0] is not None]
     cond = [col(Run.status) == RunStatus.waiting, col(Run.wait_kind) == kind]
     if on is not None:
         cond.append(col(Run.wait_on) == on)
@@ -267,6 +409,16 @@ _QUEUED: dict[str, Any] = {
     "wake_at": None,
     "wait_reason": None,
 }
+_REQUEUE_ON = (
+    update(Run)
+    .where(
+        col(Run.status) == RunStatus.waiting,
+        col(Run.wait_kind) == bindparam("p_kind"),
+        col(Run.wait_on) == bindparam("p_on"),
+    )
+    .values(**_QUEUED, updated_at=bindparam("p_now"))
+    .returning(col(Run.id))
+)
 
 
 async def record_crash(*, session: AsyncSession, run_id: int, worker_id: str) -> None:
@@ -291,23 +443,33 @@ PENDING = "pending"  # a message field claimed by a poster that has not saved th
 
 async def claim_message(*, session: AsyncSession, run_id: int, field: str) -> bool:
     """True for exactly one caller: the one who posts that message (status, outcome, undo)."""
-    column = _message_column(field)
-    result = await session.exec(
-        update(Run).where(col(Run.id) == run_id, column.is_(None)).values({field: PENDING})
-    )
+    conn = await session.connection()
+    result = await conn.execute(_message_statements(field)[0], {"p_run": run_id, "p_ts": PENDING})
     return bool(result.rowcount)
 
 
 async def set_message_ts(*, session: AsyncSession, run_id: int, field: str, ts: str | None) -> None:
     """Remember a posted message's ts; None gives the claim back (the post failed)."""
-    _message_column(field)
-    await session.exec(update(Run).where(col(Run.id) == run_id).values({field: ts}))
+    conn = await session.connection()
+    await conn.execute(_message_statements(field)[1], {"p_run": run_id, "p_ts": ts})
 
 
-def _message_column(field: str) -> Any:
-    if field not in ("status_ts", "outcome_ts", "undo_ts"):
+def _message_statements(field: str) -> tuple[Any, Any]:
+    """(claim, set) of a message field: prebuilt, every run posts two messages."""
+    if field not in _MESSAGE_STATEMENTS:
         raise ValueError(f"not a message field: {field}")
-    return col(getattr(Run, field))
+    return _MESSAGE_STATEMENTS[field]
+
+
+_MESSAGE_STATEMENTS = {
+    field: (
+        update(Run)
+        .where(col(Run.id) == bindparam("p_run"), col(getattr(Run, field)).is_(None))
+        .values({field: bindparam("p_ts")}),
+        update(Run).where(col(Run.id) == bindparam("p_run")).values({field: bindparam("p_ts")}),
+    )
+    for field in ("status_ts", "outcome_ts", "undo_ts")
+}
 
 
 async def finished_without_outcome(*, session: AsyncSession, limit: int = 50) -> list[int]:

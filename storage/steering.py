@@ -14,6 +14,7 @@ from sqlalchemy import bindparam, update
 from sqlmodel import col, func, select
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import rows
 from storage.clock import now
 from storage.dialect import insert_ignore
 from storage.models import ACTIVE_STATUSES, Request, RequestBase, Run, RunStatus, Step
@@ -47,8 +48,13 @@ async def attach(*, session: AsyncSession, request: RequestBase, run_id: int) ->
 
 async def unread(*, session: AsyncSession, run_id: int) -> int:
     """How many replies the run has not read yet."""
-    stmt = select(func.count()).where(col(Request.steers_run_id) == run_id, col(Request.steer_seq).is_(None))
-    return int((await session.exec(stmt)).one())
+    conn = await session.connection()
+    return int((await conn.execute(_UNREAD, {"p_run": run_id})).scalar_one())
+
+
+_UNREAD = select(func.count()).where(
+    col(Request.steers_run_id) == bindparam("p_run"), col(Request.steer_seq).is_(None)
+)
 
 
 async def read(*, session: AsyncSession, run_id: int) -> list[Request]:
@@ -75,9 +81,15 @@ _READ = (
 
 
 async def of_run(*, session: AsyncSession, run_id: int) -> list[Request]:
-    """Every reply that steered the run, read or not, oldest first."""
-    stmt = select(Request).where(col(Request.steers_run_id) == run_id).order_by(col(Request.id))
-    return list((await session.exec(stmt)).all())
+    """Every reply that steered the run, read or not, oldest first (detached: a Core read,
+    storage.rows; the presenter asks at every refresh)."""
+    conn = await session.connection()
+    return rows.loaded_all(Request, await conn.execute(_OF_RUN, {"p_run": run_id}))
+
+
+_OF_RUN = (
+    rows.select_of(Request).where(col(Request.steers_run_id) == bindparam("p_run")).order_by(col(Request.id))
+)
 
 
 async def hand_over(*, session: AsyncSession, run_id: int) -> list[int]:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlmodel import col, select
+from sqlalchemy import bindparam
+from sqlmodel import col
 from sqlmodel.ext.asyncio.session import AsyncSession
 
+from storage import rows
 from storage.models import Request, Run, Step, StepKind
 
 EARLIER_LIMIT = 50
@@ -24,50 +26,29 @@ class PastRun:
 
 
 async def earlier_runs(*, session: AsyncSession, run: Run) -> list[PastRun]:
-    """The runs of `run`'s thread before it (the newest EARLIER_LIMIT), oldest first."""
-    ids = list(
-        (
-            await session.exec(
-                select(Run.id)
-                .where(
-                    col(Run.team_id) == run.team_id,
-                    col(Run.channel_id) == run.channel_id,
-                    col(Run.thread_ts) == run.thread_ts,
-                    col(Run.id) < (run.id or 0),
-                )
-                .order_by(col(Run.id).desc())
-                .limit(EARLIER_LIMIT)
-            )
-        ).all()
-    )
-    if not ids:
+    """The runs of `run`'s thread before it (the newest EARLIER_LIMIT), oldest first.
+
+    Three Core reads (detached instances, storage.rows): the runs with their requests, their
+    action steps, the replies that steered them. Every run of a thread reads this as it starts.
+    The runs come without their `history`, the steps without their `undo` (reading them raises).
+    """
+    conn = await session.connection()
+    params = {
+        "p_team": run.team_id,
+        "p_channel": run.channel_id,
+        "p_thread": run.thread_ts,
+        "p_run": run.id or 0,
+    }
+    found = [
+        (rows.loaded(Run, r, without=_NOT_RUN), rows.loaded(Request, r, offset=_RUN_WIDTH))
+        for r in await conn.execute(_EARLIER, params)
+    ]
+    if not found:
         return []
-    found = list(
-        (
-            await session.exec(
-                select(Run, Request)
-                .join(Request, col(Request.id) == Run.request_id)
-                .where(col(Run.id).in_(ids))
-                .order_by(col(Run.id))
-            )
-        ).all()
-    )
-    steps = list(
-        (
-            await session.exec(
-                select(Step)
-                .where(col(Step.run_id).in_(ids), col(Step.kind) == StepKind.action)
-                .order_by(col(Step.run_id), col(Step.seq))
-            )
-        ).all()
-    )
-    steers = list(
-        (
-            await session.exec(
-                select(Request).where(col(Request.steers_run_id).in_(ids)).order_by(col(Request.id))
-            )
-        ).all()
-    )
+    found.reverse()  # oldest first
+    ids = [r.id for r, _ in found]
+    steps = [rows.loaded(Step, s, without=_NOT_STEP) for s in await conn.execute(_ACTIONS, {"p_ids": ids})]
+    steers = rows.loaded_all(Request, await conn.execute(_STEERS, {"p_ids": ids}))
     return [
         PastRun(
             run=r,
@@ -77,3 +58,32 @@ async def earlier_runs(*, session: AsyncSession, run: Run) -> list[PastRun]:
         )
         for r, q in found
     ]
+
+
+# Not read: each earlier run's own history (JSON that grows with the thread: reading the
+# thread's 20 runs decoded 20 histories), and the steps' undo.
+_NOT_RUN = ("history",)
+_NOT_STEP = ("undo",)
+_RUN_WIDTH = len(rows.columns(Run, without=_NOT_RUN))
+_EARLIER = (
+    rows.select_of(Run, *rows.columns(Request), without=_NOT_RUN)
+    .join_from(Run, Request, col(Request.id) == col(Run.request_id))
+    .where(
+        col(Run.team_id) == bindparam("p_team"),
+        col(Run.channel_id) == bindparam("p_channel"),
+        col(Run.thread_ts) == bindparam("p_thread"),
+        col(Run.id) < bindparam("p_run"),
+    )
+    .order_by(col(Run.id).desc())
+    .limit(EARLIER_LIMIT)
+)
+_ACTIONS = (
+    rows.select_of(Step, without=_NOT_STEP)
+    .where(col(Step.run_id).in_(bindparam("p_ids", expanding=True)), col(Step.kind) == StepKind.action)
+    .order_by(col(Step.run_id), col(Step.seq))
+)
+_STEERS = (
+    rows.select_of(Request)
+    .where(col(Request.steers_run_id).in_(bindparam("p_ids", expanding=True)))
+    .order_by(col(Request.id))
+)

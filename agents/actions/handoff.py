@@ -22,7 +22,7 @@ from agents.errors import ActionError
 from storage import approvals, cases, journal, requests
 from storage.cases import Handoff as HandoffPlan
 from storage.clock import now
-from storage.models import FINAL_STATUSES, Run, RunStatus, StepKind, StepStatus
+from storage.models import FINAL_STATUSES, Run, RunStatus, Step, StepKind, StepStatus
 
 PREFIX = "transfer_to_"
 
@@ -56,20 +56,28 @@ class Handoff(Action):
         assert isinstance(args, Brief)
         async with ctx.db.write() as session:
             parent = await cases.lock_run(session=session, run_id=ctx.run_id)
-            assert parent is not None
-            child, created = await cases.start_handoff(
-                session=session,
-                parent=parent,
-                key=ctx.idempotency_key,
-                handoff=await self._plan(session, parent, args.brief),
-            )
+            assert parent is not None and parent.id is not None
+            # Repeated (the run resumes with the outcome): the run it started is found, and the
+            # handoff is not planned again (its checks were passed when it was started).
+            child = await cases.handoff_of(session=session, parent_id=parent.id, key=ctx.idempotency_key)
+            created = False
+            if child is None:
+                child, created = await cases.start_handoff(
+                    session=session,
+                    parent=parent,
+                    key=ctx.idempotency_key,
+                    handoff=await self._plan(session, parent, args.brief),
+                )
             approval_id = None
             if created and child.status == RunStatus.waiting:
                 approval_id = await self._ask_approval(session, child, args.brief)
+            steps = []
+            if child.status in FINAL_STATUSES:  # its outcome, read here: one transaction less
+                steps = await journal.steps_of(session=session, run_id=child.id or 0)
         assert child.id is not None
         if child.status not in FINAL_STATUSES:
             raise gate.AwaitingHandoff(child.id, self.target.name, approval_id)
-        return await self._outcome(ctx, child)
+        return self._outcome(child, steps)
 
     async def _plan(self, session: AsyncSession, parent: Run, brief: str) -> HandoffPlan:
         """Where the new run reports and on whose behalf, or an ActionError the model reads."""
@@ -124,10 +132,8 @@ class Handoff(Action):
         assert approval.id is not None
         return approval.id
 
-    async def _outcome(self, ctx: ActionContext, child: Run) -> ActionResult:
+    def _outcome(self, child: Run, steps: list[Step]) -> ActionResult:
         """The run's outcome, as the calling agent reads it."""
-        async with ctx.db.read() as session:
-            steps = await journal.steps_of(session=session, run_id=child.id or 0)
         done = [
             str((s.data or {}).get("summary") or s.name)
             for s in steps

@@ -165,6 +165,14 @@ def gc_pauses() -> None:
     atexit.register(write)
 
 
+@patch
+def gc_threshold() -> None:
+    """The collector's thresholds from $BENCH_GC_THRESHOLD ("700,10,10" is Python's), to choose them."""
+    import gc
+
+    gc.set_threshold(*(int(t) for t in os.environ["BENCH_GC_THRESHOLD"].split(",")))
+
+
 def apply(names: str | None = None) -> list[str]:
     """Apply the named patches (comma-separated; default: $BENCH_PATCHES). Returns their names."""
     chosen = [

@@ -173,6 +173,28 @@ def gc_threshold() -> None:
     gc.set_threshold(*(int(t) for t in os.environ["BENCH_GC_THRESHOLD"].split(",")))
 
 
+@patch
+def turns_per_callback() -> None:
+    """Experiment: the runs' loop gives way to a busy intake before each callback, not only
+    before each round of them (its ready queue's popleft asks `Turns`)."""
+    import asyncio
+    import collections
+
+    from bot import background
+
+    class GivingWay(collections.deque):  # type: ignore[type-arg]
+        def popleft(self) -> object:
+            background.TURNS.give_way()
+            return super().popleft()
+
+    def runs_loop() -> asyncio.AbstractEventLoop:
+        loop = asyncio.SelectorEventLoop(background._RunsSelector(background.TURNS))
+        loop._ready = GivingWay()  # type: ignore[attr-defined]
+        return loop
+
+    background.runs_loop = runs_loop
+
+
 def apply(names: str | None = None) -> list[str]:
     """Apply the named patches (comma-separated; default: $BENCH_PATCHES). Returns their names."""
     chosen = [

@@ -189,7 +189,7 @@ def turns_per_callback() -> None:
 
     def runs_loop() -> asyncio.AbstractEventLoop:
         loop = asyncio.SelectorEventLoop(background._RunsSelector(background.TURNS))
-        loop._ready = GivingWay()  # type: ignore[attr-defined]
+        loop._ready = GivingWay()
         return loop
 
     background.runs_loop = runs_loop

@@ -182,14 +182,14 @@ def turns_per_callback() -> None:
 
     from bot import background
 
-    class GivingWay(collections.deque):  # type: ignore[type-arg]
+    class GivingWay(collections.deque[object]):
         def popleft(self) -> object:
             background.TURNS.give_way()
             return super().popleft()
 
     def runs_loop() -> asyncio.AbstractEventLoop:
         loop = asyncio.SelectorEventLoop(background._RunsSelector(background.TURNS))
-        loop._ready = GivingWay()
+        loop._ready = GivingWay()  # type: ignore[attr-defined]
         return loop
 
     background.runs_loop = runs_loop

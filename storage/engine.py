@@ -319,7 +319,9 @@ whoever holds it back (bot.background's runs' loop, giving way to the intake) le
 
 def urgent_writer_waiting() -> bool:
     """Whether an urgent writer (the intake) waits for a write lock of this process."""
-    return any(lock._urgent for lock in list(_LOCKS.values()))
+    with _LOCKS_MUTEX:  # a Database made on another thread may add a lock meanwhile
+        locks = list(_LOCKS.values())
+    return any(lock._urgent for lock in locks)
 
 
 def _write_lock(path: str) -> PriorityLock:

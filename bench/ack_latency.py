@@ -106,6 +106,18 @@ class Phase:
         ]
 
 
+def mention(k: int, *, event_prefix: str = "EvBench") -> dict[str, Any]:
+    """The k-th bench request: an `app_mention` asking for a ticket, from one of the bench's
+    users, in one of 10 channels."""
+    return app_mention(
+        f"<@{BOT_USER_ID}> create a ticket for bench request {k}",
+        user=USERS[k % len(USERS)],
+        channel=f"C{k % 10:03d}",
+        ts=f"{1700000000 + k // 1000}.{k % 1000:06d}",
+        event_id=f"{event_prefix}{k:08d}",
+    )
+
+
 def deliveries(rate: int, seconds: float, start_id: int) -> list[Delivery]:
     """Signed Slack deliveries: new mentions, and now and then a retry of an earlier one."""
     n = int(rate * seconds)
@@ -115,15 +127,7 @@ def deliveries(rate: int, seconds: float, start_id: int) -> list[Delivery]:
         if i % RETRY_EVERY == RETRY_EVERY - 1 and bodies:
             out.append(Delivery(bodies[i // 2], retry=True))
             continue
-        k = start_id + i
-        payload = app_mention(
-            f"<@{BOT_USER_ID}> create a ticket for bench request {k}",
-            user=USERS[k % len(USERS)],
-            channel=f"C{k % 10:03d}",
-            ts=f"{1700000000 + k // 1000}.{k % 1000:06d}",
-            event_id=f"EvBench{k:08d}",
-        )
-        body = json.dumps(payload).encode()
+        body = json.dumps(mention(start_id + i)).encode()
         bodies.append(body)
         out.append(Delivery(body, retry=False))
     return out

@@ -60,7 +60,10 @@ CONFIG = {
 }
 
 
-async def queue_runs(services: object, n: int) -> None:
+async def queue_runs(
+    services: object, n: int, *, text: str = "do nothing, twice", agent: str = "ops"
+) -> None:
+    """`n` requests of `agent`, each a mention in one of 20 channels, queued at once."""
     db = services.db  # type: ignore[attr-defined]
     async with db.write() as session:
         for i in range(n):
@@ -72,8 +75,8 @@ async def queue_runs(services: object, n: int) -> None:
                 user_id=USERS[i % len(USERS)],
                 ts=ts,
                 thread_ts=ts,
-                text="do nothing, twice",
-                agent="ops",
+                text=text,
+                agent=agent,
             )
             assert await create_request(session=session, request=request) is not None
 

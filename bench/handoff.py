@@ -35,7 +35,6 @@ from typing import Any
 import _common  # noqa: F401  (sys.path)
 from _common import (
     BOT_TOKEN,
-    USERS,
     FakeSlackProcess,
     ModelProcess,
     banner,
@@ -48,6 +47,7 @@ from _common import (
     settings,
     table,
 )
+from concurrency import queue_runs
 from orchestration import Noop
 from sqlalchemy import event
 from sqlmodel import col, select
@@ -56,8 +56,7 @@ from agents.config import parse_config
 from bot.runner import settle_memory
 from bot.services import build_services
 from bot.surface import SlackSurface, make_client
-from storage.models import RequestBase, Run, RunStatus, Step, StepKind, StepStatus
-from storage.requests import create_request
+from storage.models import Run, RunStatus, Step, StepKind, StepStatus
 
 CHAIN = ("a", "b", "c")
 CHANNELS = {"b": "CB", "c": "CC"}
@@ -77,23 +76,6 @@ EXPECTED_STEPS = {  # each run's steps in order: a model turn, or the action cal
     "b": ["model", "transfer_to_c", "model"],
     "c": ["model", "noop", "model"],
 }
-
-
-async def queue_cases(services: Any, n: int) -> None:
-    async with services.db.write() as session:
-        for i in range(n):
-            ts = f"1700000000.{i:06d}"
-            request = RequestBase(
-                kind="mention",
-                team_id="T1",
-                channel_id=f"C{i % 20:03d}",
-                user_id=USERS[i % len(USERS)],
-                ts=ts,
-                thread_ts=ts,
-                text="hand this down the chain",
-                agent="a",
-            )
-            assert await create_request(session=session, request=request) is not None
 
 
 def check_case(first: Run, runs_by_parent: dict[int, Run], steps: dict[int, list[Step]]) -> list[str]:
@@ -182,7 +164,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         )
         services.runtime.registry._actions["noop"] = Noop()
         await services.db.migrate()
-        await queue_cases(services, n)
+        await queue_runs(services, n, text="hand this down the chain", agent="a")
         statements = [0]
 
         def seen(*_: object) -> None:

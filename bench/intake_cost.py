@@ -27,7 +27,6 @@ import _common  # noqa: F401  (sys.path)
 from _common import (
     BOT_TOKEN,
     SIGNING_SECRET,
-    USERS,
     FakeSlackProcess,
     banner,
     children,
@@ -36,27 +35,18 @@ from _common import (
     settings,
     table,
 )
-from fakes.slack_events import app_mention
+from ack_latency import mention
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.signature import SignatureVerifier
 from slack_sdk.web.async_client import AsyncWebClient
-
-BOT_USER_ID = "UBOT"  # the fake Slack's auth.test answer
 
 
 def bodies(n: int, start: int) -> list[tuple[str, dict[str, Any]]]:
     verifier = SignatureVerifier(SIGNING_SECRET)
     out = []
     for k in range(start, start + n):
-        payload = app_mention(
-            f"<@{BOT_USER_ID}> create a ticket for bench request {k}",
-            user=USERS[k % len(USERS)],
-            channel=f"C{k % 10:03d}",
-            ts=f"{1700000000 + k // 1000}.{k % 1000:06d}",
-            event_id=f"EvCost{k:08d}",
-        )
-        body = json.dumps(payload)
+        body = json.dumps(mention(k, event_prefix="EvCost"))
         ts = str(int(time.time()))
         headers = {
             "content-type": "application/json",

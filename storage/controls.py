@@ -7,6 +7,8 @@ operator's).
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import bindparam
 from sqlmodel import col, select
 from sqlmodel.ext.asyncio.session import AsyncSession
@@ -31,10 +33,15 @@ async def paused_scope(*, session: AsyncSession, agent: str, team_id: str = EVER
     return None
 
 
+def stopping(scopes: Any, teams: Any) -> tuple[Any, ...]:
+    """The conditions of the pauses that stop a run: set, of one of `scopes` (everything, the
+    agent), in one of `teams` (every workspace, the run's): what `paused_scope` reads and the
+    step boundary's lease renewal asks (storage.runs)."""
+    return (col(Control.scope).in_(scopes), col(Control.team_id).in_(teams), col(Control.paused))
+
+
 _PAUSED = select(*Control.__table__.columns).where(  # type: ignore[attr-defined]
-    col(Control.scope).in_(bindparam("p_scopes", expanding=True)),
-    col(Control.team_id).in_(bindparam("p_teams", expanding=True)),
-    col(Control.paused),
+    *stopping(bindparam("p_scopes", expanding=True), bindparam("p_teams", expanding=True))
 )
 
 

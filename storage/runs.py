@@ -169,9 +169,10 @@ async def renew_at_boundary(
 _PAUSE_SET = (
     select(Control.scope)
     .where(
-        col(Control.scope).in_([controls.ALL, bindparam("p_agent", type_=String)]),
-        col(Control.team_id).in_([controls.EVERYWHERE, bindparam("p_team", type_=String)]),
-        col(Control.paused),
+        *controls.stopping(
+            [controls.ALL, bindparam("p_agent", type_=String)],
+            [controls.EVERYWHERE, bindparam("p_team", type_=String)],
+        )
     )
     .exists()
 )
